@@ -1,0 +1,414 @@
+"""The VQGAN autoencoder of Taming Transformers as a transformers `PreTrainedModel`.
+
+Module names mirror the original checkpoints (`encoder.down.0.block.1.norm1`, ...), the
+same layout transformers' Chameleon VQ model keeps, so official weights load by name.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from .configuration_vqgan import VQGANConfig
+from .quantizers import GumbelQuantizer, VectorQuantizer
+
+
+@dataclass
+class VQGANEncoderOutput(ModelOutput):
+    """
+    Output of [`VQGANModel.encode`].
+
+    Args:
+        latents (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
+            Continuous latents after `quant_conv`, before quantization.
+        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, height, width)`):
+            Codebook vectors, with straight-through gradients to `latents`.
+        indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
+            Codebook indices in raster order.
+        loss (`torch.FloatTensor` of shape `()`):
+            Quantizer loss (codebook + commitment terms, or the Gumbel KL term).
+    """
+
+    latents: Optional[torch.FloatTensor] = None
+    quantized: Optional[torch.FloatTensor] = None
+    indices: Optional[torch.LongTensor] = None
+    loss: Optional[torch.FloatTensor] = None
+
+
+@dataclass
+class VQGANModelOutput(ModelOutput):
+    """
+    Output of [`VQGANModel.forward`].
+
+    Args:
+        reconstruction (`torch.FloatTensor` of shape `(batch_size, out_channels, height, width)`):
+            Decoded image, nominally in [-1, 1] but unbounded (the decoder has no tanh).
+        indices (`torch.LongTensor` of shape `(batch_size, latent_height, latent_width)`):
+            Codebook indices of the input.
+        loss (`torch.FloatTensor` of shape `()`):
+            Quantizer loss.
+        latents (`torch.FloatTensor` of shape `(batch_size, embed_dim, latent_height, latent_width)`):
+            Continuous latents before quantization.
+        quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, latent_height, latent_width)`):
+            Quantized latents.
+    """
+
+    reconstruction: Optional[torch.FloatTensor] = None
+    indices: Optional[torch.LongTensor] = None
+    loss: Optional[torch.FloatTensor] = None
+    latents: Optional[torch.FloatTensor] = None
+    quantized: Optional[torch.FloatTensor] = None
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+
+
+class VQGANResnetBlock(GradientCheckpointingLayer):
+    """norm -> swish -> conv3x3, twice, with a 1x1 `nin_shortcut` when the width changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.norm2 = group_norm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
+        self.nin_shortcut = (
+            nn.Conv2d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else None
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        residual = hidden_states if self.nin_shortcut is None else self.nin_shortcut(hidden_states)
+        hidden_states = self.conv1(F.silu(self.norm1(hidden_states)))
+        hidden_states = self.conv2(self.dropout(F.silu(self.norm2(hidden_states))))
+        return residual + hidden_states
+
+
+class VQGANAttnBlock(GradientCheckpointingLayer):
+    """Single-head self-attention over all spatial positions, with a residual connection."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, kernel_size=1)
+        self.k = nn.Conv2d(channels, channels, kernel_size=1)
+        self.v = nn.Conv2d(channels, channels, kernel_size=1)
+        self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = hidden_states.shape
+        normed = self.norm(hidden_states)
+
+        def as_sequence(x: torch.Tensor) -> torch.Tensor:  # (B, C, h, w) -> (B, 1, h*w, C)
+            return x.reshape(batch, 1, channels, height * width).transpose(2, 3)
+
+        query, key, value = as_sequence(self.q(normed)), as_sequence(self.k(normed)), as_sequence(self.v(normed))
+        attended = F.scaled_dot_product_attention(query, key, value)  # scale C**-0.5, as the original
+        attended = attended.transpose(2, 3).reshape(batch, channels, height, width)
+        return hidden_states + self.proj_out(attended)
+
+
+class VQGANDownsample(nn.Module):
+    """Stride-2 conv3x3 after zero-padding one pixel on the right and bottom only."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=0)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(hidden_states, (0, 1, 0, 1)))
+
+
+class VQGANUpsample(nn.Module):
+    """Nearest-neighbour x2 upsampling followed by a conv3x3."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(hidden_states, scale_factor=2.0, mode="nearest"))
+
+
+class VQGANLevel(nn.Module):
+    """One resolution level: residual blocks, each optionally followed by attention, then a resample."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_blocks: int,
+        use_attention: bool,
+        dropout: float,
+        resample: Optional[str],
+    ):
+        super().__init__()
+        self.block = nn.ModuleList(
+            VQGANResnetBlock(in_channels if i == 0 else out_channels, out_channels, dropout) for i in range(num_blocks)
+        )
+        self.attn = nn.ModuleList(VQGANAttnBlock(out_channels) for _ in range(num_blocks) if use_attention)
+        if resample == "down":
+            self.downsample = VQGANDownsample(out_channels)
+        elif resample == "up":
+            self.upsample = VQGANUpsample(out_channels)
+        self.resample = resample
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.block):
+            hidden_states = block(hidden_states)
+            if len(self.attn) > 0:
+                hidden_states = self.attn[i](hidden_states)
+        if self.resample == "down":
+            hidden_states = self.downsample(hidden_states)
+        elif self.resample == "up":
+            hidden_states = self.upsample(hidden_states)
+        return hidden_states
+
+
+class VQGANMidBlock(nn.Module):
+    """Residual block, attention, residual block at the lowest resolution."""
+
+    def __init__(self, channels: int, dropout: float):
+        super().__init__()
+        self.block_1 = VQGANResnetBlock(channels, channels, dropout)
+        self.attn_1 = VQGANAttnBlock(channels)
+        self.block_2 = VQGANResnetBlock(channels, channels, dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.block_2(self.attn_1(self.block_1(hidden_states)))
+
+
+class VQGANEncoder(nn.Module):
+    """(B, in_channels, H, W) images -> (B, latent_channels, H / f, W / f) latents."""
+
+    def __init__(self, config: VQGANConfig):
+        super().__init__()
+        multipliers = config.channel_multiplier
+        widths = [config.base_channels * m for m in multipliers]
+        in_widths = [config.base_channels] + widths[:-1]
+        self.conv_in = nn.Conv2d(config.in_channels, config.base_channels, kernel_size=3, padding=1)
+        self.down = nn.ModuleList()
+        for level, (width_in, width_out) in enumerate(zip(in_widths, widths)):
+            self.down.append(
+                VQGANLevel(
+                    width_in,
+                    width_out,
+                    num_blocks=config.num_res_blocks,
+                    use_attention=config.resolution // 2**level in config.attn_resolutions,
+                    dropout=config.dropout,
+                    resample="down" if level < len(multipliers) - 1 else None,
+                )
+            )
+        self.mid = VQGANMidBlock(widths[-1], config.dropout)
+        self.norm_out = group_norm(widths[-1])
+        self.conv_out = nn.Conv2d(widths[-1], config.latent_channels, kernel_size=3, padding=1)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.conv_in(pixel_values)
+        for level in self.down:
+            hidden_states = level(hidden_states)
+        hidden_states = self.mid(hidden_states)
+        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+
+
+class VQGANDecoder(nn.Module):
+    """(B, latent_channels, h, w) latents -> (B, out_channels, h * f, w * f) images.
+
+    `up[i]` is the level at resolution `resolution / 2**i`, as in the original checkpoints;
+    levels run from the highest index (lowest resolution) down to 0.
+    """
+
+    def __init__(self, config: VQGANConfig):
+        super().__init__()
+        multipliers = config.channel_multiplier
+        widths = [config.base_channels * m for m in multipliers]
+        self.conv_in = nn.Conv2d(config.latent_channels, widths[-1], kernel_size=3, padding=1)
+        self.mid = VQGANMidBlock(widths[-1], config.dropout)
+        levels = []
+        for level, width_out in enumerate(widths):
+            width_in = widths[level + 1] if level + 1 < len(widths) else widths[-1]
+            levels.append(
+                VQGANLevel(
+                    width_in,
+                    width_out,
+                    num_blocks=config.num_res_blocks + 1,
+                    use_attention=config.resolution // 2**level in config.attn_resolutions,
+                    dropout=config.dropout,
+                    resample="up" if level > 0 else None,
+                )
+            )
+        self.up = nn.ModuleList(levels)
+        self.norm_out = group_norm(widths[0])
+        self.conv_out = nn.Conv2d(widths[0], config.out_channels, kernel_size=3, padding=1)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.mid(self.conv_in(latents))
+        for level in reversed(self.up):
+            hidden_states = level(hidden_states)
+        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+
+
+class VQGANPreTrainedModel(PreTrainedModel):
+    config_class = VQGANConfig
+    base_model_prefix = "vqgan"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VQGANResnetBlock", "VQGANAttnBlock"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        # PyTorch's default initialisation, as the original; codebooks uniform in +-1/K. The
+        # `init` functions skip tensors that were loaded from a checkpoint.
+        if isinstance(module, nn.Conv2d):
+            fan_in = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            init.uniform_(module.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+        elif isinstance(module, nn.GroupNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.uniform_(module.weight, -1.0 / module.num_embeddings, 1.0 / module.num_embeddings)
+
+
+class VQGANModel(VQGANPreTrainedModel):
+    """
+    VQGAN: a convolutional encoder, a quantizer onto a learned codebook, and a decoder.
+
+    Encodes images of shape (B, in_channels, H, W) into codebook indices of shape
+    (B, H / f, W / f) with f = `config.downsample_factor`, and decodes indices back to images.
+    """
+
+    def __init__(self, config: VQGANConfig):
+        super().__init__(config)
+        self.encoder = VQGANEncoder(config)
+        self.decoder = VQGANDecoder(config)
+        self.quant_conv = nn.Conv2d(config.latent_channels, config.embed_dim, kernel_size=1)
+        self.post_quant_conv = nn.Conv2d(config.embed_dim, config.latent_channels, kernel_size=1)
+        if config.quantizer_type == "gumbel":
+            self.quantize = GumbelQuantizer(
+                config.embed_dim,
+                config.num_embeddings,
+                config.embed_dim,
+                temperature=config.gumbel_temperature,
+                kl_weight=config.gumbel_kl_weight,
+                straight_through=config.gumbel_straight_through,
+            )
+        else:
+            self.quantize = VectorQuantizer(
+                config.num_embeddings, config.embed_dim, beta=config.beta, legacy_beta=config.legacy_beta
+            )
+        self.post_init()
+
+    def get_codebook(self) -> torch.Tensor:
+        """The codebook, shape (num_embeddings, embed_dim)."""
+        quantize = self.quantize
+        return quantize.embed.weight if isinstance(quantize, GumbelQuantizer) else quantize.embedding.weight
+
+    def get_last_layer(self) -> torch.Tensor:
+        """Weight of the decoder's last convolution (the adaptive GAN weight is computed on it)."""
+        return self.decoder.conv_out.weight
+
+    def latent_shape(self, height: int, width: int) -> Tuple[int, int]:
+        """Index-grid size for an image of `height` x `width` pixels."""
+        factor = self.config.downsample_factor
+        return height // factor, width // factor
+
+    def encode(self, pixel_values: torch.FloatTensor, return_dict: bool = True):
+        """
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, in_channels, height, width)`):
+                Images scaled to [-1, 1]; height and width divisible by `config.downsample_factor`.
+
+        Returns:
+            [`VQGANEncoderOutput`] (or a tuple `(latents, quantized, indices, loss)`).
+        """
+        self._check_pixel_values(pixel_values)
+        latents = self.quant_conv(self.encoder(pixel_values))
+        quantized, loss, indices = self.quantize(latents)
+        if not return_dict:
+            return latents, quantized, indices, loss
+        return VQGANEncoderOutput(latents=latents, quantized=quantized, indices=indices, loss=loss)
+
+    def decode(self, quantized: torch.FloatTensor) -> torch.FloatTensor:
+        """(B, embed_dim, h, w) quantized latents -> (B, out_channels, h * f, w * f) images."""
+        if quantized.ndim != 4 or quantized.shape[1] != self.config.embed_dim:
+            raise ValueError(
+                f"decode expects quantized latents of shape (batch, {self.config.embed_dim}, height, width), "
+                f"got {tuple(quantized.shape)}."
+            )
+        return self.decoder(self.post_quant_conv(quantized))
+
+    def indices_to_quantized(self, indices: torch.LongTensor) -> torch.FloatTensor:
+        """(B, h, w) codebook indices -> (B, embed_dim, h, w) codebook vectors."""
+        self._check_indices(indices)
+        return self.quantize.embed_indices(indices).to(self.dtype)
+
+    def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
+        """(B, h, w) codebook indices in raster order -> (B, out_channels, h * f, w * f) images."""
+        return self.decode(self.indices_to_quantized(indices))
+
+    def forward(self, pixel_values: torch.FloatTensor, return_dict: bool = True):
+        """
+        Encode, quantize and decode `pixel_values` of shape `(batch_size, in_channels, height, width)`.
+
+        Returns:
+            [`VQGANModelOutput`] (or a tuple `(reconstruction, indices, loss)`).
+        """
+        encoded = self.encode(pixel_values)
+        reconstruction = self.decode(encoded.quantized)
+        if not return_dict:
+            return reconstruction, encoded.indices, encoded.loss
+        return VQGANModelOutput(
+            reconstruction=reconstruction,
+            indices=encoded.indices,
+            loss=encoded.loss,
+            latents=encoded.latents,
+            quantized=encoded.quantized,
+        )
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}.")
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"pixel_values must be a floating point tensor scaled to [-1, 1], got dtype {pixel_values.dtype}; "
+                "convert uint8 images with VQGANImageProcessor or `x / 127.5 - 1`."
+            )
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must have 4 dimensions (batch, channels, height, width), "
+                f"got shape {tuple(pixel_values.shape)}."
+            )
+        channels, height, width = pixel_values.shape[1:]
+        if channels != self.config.in_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels, but the model expects in_channels={self.config.in_channels}."
+            )
+        factor = self.config.downsample_factor
+        if height % factor or width % factor:
+            raise ValueError(
+                f"Image size {height}x{width} is not divisible by the downsampling factor {factor}; "
+                f"resize or crop to a multiple of {factor}."
+            )
+
+    def _check_indices(self, indices: torch.Tensor) -> None:
+        if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.int64, torch.int32):
+            dtype = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
+            raise ValueError(f"indices must be an integer tensor (torch.long), got {dtype}.")
+        if indices.ndim != 3:
+            raise ValueError(
+                f"indices must have 3 dimensions (batch, height, width), got shape {tuple(indices.shape)}."
+            )
+        if indices.numel() > 0:
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= self.config.num_embeddings:
+                bad = low if low < 0 else high
+                raise ValueError(f"indices must lie in [0, {self.config.num_embeddings}), got a value of {bad}.")

@@ -1,0 +1,102 @@
+"""The prior's vocabulary layout: which token ids mean image codes, conditions and specials.
+
+The latent prior is a plain `GPT2LMHeadModel`; its vocabulary is laid out as
+
+    [0, num_image_codes)                                  image codes (the VQGAN's codebook)
+    [condition_offset, condition_offset + num_condition_tokens)
+                                                          condition tokens: class ids, or the
+                                                          condition VQGAN's codes
+    sos_token_id                                          start token of unconditional models
+    null_class_token_id                                   "no class" for classifier-free guidance
+
+with `condition_offset = num_image_codes`. The layout is stored in the pipeline's config (never
+as code constants), so a converted original checkpoint and a freshly trained one share it.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+CONDITIONING_KINDS = ("unconditional", "class", "spatial", "completion")
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """
+    Args:
+        conditioning (`str`):
+            `"unconditional"` (an SOS prefix), `"class"` (one class token), `"spatial"` (the
+            condition VQGAN's code grid, aligned with the image grid) or `"completion"`
+            (unconditional, sampled from a partial image).
+        num_image_codes (`int`):
+            Codebook size K of the image VQGAN; image codes are token ids `[0, K)`.
+        num_condition_tokens (`int`):
+            Number of classes, or the condition VQGAN's codebook size; 0 for unconditional models.
+        sos_token_id (`int`, *optional*):
+            The start token that prefixes unconditional sequences.
+        null_class_token_id (`int`, *optional*):
+            The "no class" token a class-conditional model was trained with (class dropout);
+            required for classifier-free guidance.
+    """
+
+    conditioning: str
+    num_image_codes: int
+    num_condition_tokens: int = 0
+    sos_token_id: Optional[int] = None
+    null_class_token_id: Optional[int] = None
+
+    def __post_init__(self):
+        if self.conditioning not in CONDITIONING_KINDS:
+            raise ValueError(f"conditioning must be one of {CONDITIONING_KINDS}, got {self.conditioning!r}.")
+        if self.num_image_codes <= 0:
+            raise ValueError(f"num_image_codes must be positive, got {self.num_image_codes}.")
+        if self.conditioning in ("class", "spatial") and self.num_condition_tokens <= 0:
+            raise ValueError(
+                f"A {self.conditioning!r} layout needs num_condition_tokens > 0, got {self.num_condition_tokens}."
+            )
+        if self.conditioning in ("unconditional", "completion") and self.sos_token_id is None:
+            raise ValueError(f"A {self.conditioning!r} layout needs an sos_token_id.")
+        for name in ("sos_token_id", "null_class_token_id"):
+            token = getattr(self, name)
+            if token is not None and token < self.special_offset:
+                raise ValueError(
+                    f"{name}={token} collides with image or condition tokens; special tokens start at "
+                    f"{self.special_offset}."
+                )
+
+    @classmethod
+    def build(
+        cls, conditioning: str, num_image_codes: int, num_condition_tokens: int = 0, with_null_class: bool = False
+    ) -> "TokenLayout":
+        """The standard layout: specials right after the condition tokens (SOS, then the null class)."""
+        next_id = num_image_codes + num_condition_tokens
+        sos = null = None
+        if conditioning in ("unconditional", "completion"):
+            sos, next_id = next_id, next_id + 1
+        if with_null_class:
+            null = next_id
+        return cls(conditioning, num_image_codes, num_condition_tokens, sos, null)
+
+    @property
+    def condition_offset(self) -> int:
+        return self.num_image_codes
+
+    @property
+    def special_offset(self) -> int:
+        return self.num_image_codes + self.num_condition_tokens
+
+    @property
+    def vocab_size(self) -> int:
+        """The smallest vocabulary that holds every token of this layout."""
+        specials = [t for t in (self.sos_token_id, self.null_class_token_id) if t is not None]
+        return max([self.special_offset - 1] + specials) + 1
+
+    def condition_token(self, condition_id: int) -> int:
+        """Token id of class `condition_id` (or condition code `condition_id`)."""
+        if not 0 <= condition_id < self.num_condition_tokens:
+            raise ValueError(
+                f"Condition id {condition_id} is outside the model's [0, {self.num_condition_tokens}) range."
+            )
+        return self.condition_offset + condition_id
+
+    def to_dict(self) -> dict:
+        return asdict(self)
