@@ -1,0 +1,124 @@
+"""Reconstruction and generation metrics, accumulated over batches.
+
+Images are (B, C, H, W) float tensors in [-1, 1], the VQGAN's pixel range. PSNR, SSIM and FID
+come from torchmetrics, LPIPS from the `lpips` package (VGG, the network of the training loss).
+"""
+
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+
+def codebook_usage(indices: torch.Tensor, num_embeddings: int) -> float:
+    """Fraction of the codebook that occurs at least once in `indices`."""
+    return torch.unique(indices).numel() / num_embeddings
+
+
+def codebook_perplexity(indices: torch.Tensor, num_embeddings: int) -> float:
+    """exp(entropy) of the code histogram: the effective number of codes in use."""
+    counts = torch.bincount(indices.flatten(), minlength=num_embeddings).double()
+    probs = counts / counts.sum()
+    entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+    return entropy.exp().item()
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    return ((images.float() + 1) / 2).clamp(0, 1)
+
+
+def inception_fid_or_none() -> Optional[nn.Module]:
+    """torchmetrics' Inception FID when torch-fidelity and its weights are available, else None."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        return FrechetInceptionDistance(feature=2048, normalize=True)
+    except Exception as error:  # missing package or weights that cannot be downloaded offline
+        print(f"Inception FID skipped: {type(error).__name__}: {error}")
+        return None
+
+
+def feature_fid(feature_extractor: nn.Module) -> nn.Module:
+    """A torchmetrics FID in the feature space of `feature_extractor` (it needs a `num_features`)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    return FrechetInceptionDistance(feature=feature_extractor, reset_real_features=False)
+
+
+class ReconstructionMetrics:
+    """PSNR, SSIM, LPIPS, codebook usage / perplexity and optional feature FID of reconstructions."""
+
+    def __init__(self, num_embeddings: int, feature_extractor: Optional[nn.Module] = None, use_lpips: bool = True):
+        from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+        self.num_embeddings = num_embeddings
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
+        self.lpips = None
+        if use_lpips:
+            import lpips
+
+            self.lpips = lpips.LPIPS(net="vgg", verbose=False).eval()
+        self.lpips_sum, self.count = 0.0, 0
+        self.fid = feature_fid(feature_extractor) if feature_extractor is not None else None
+        self.indices = []
+
+    @torch.no_grad()
+    def update(self, images: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor) -> None:
+        real, fake = to_unit_range(images), to_unit_range(reconstructions)
+        self.psnr.update(fake, real)
+        self.ssim.update(fake, real)
+        if self.lpips is not None:
+            rgb = (lambda x: x.expand(-1, 3, -1, -1)) if images.shape[1] == 1 else (lambda x: x)
+            distances = self.lpips(rgb(real * 2 - 1), rgb(fake * 2 - 1))
+            self.lpips_sum += distances.sum().item()
+        self.count += images.shape[0]
+        if self.fid is not None:
+            self.fid.update(images.float(), real=True)
+            self.fid.update(reconstructions.float().clamp(-1, 1), real=False)
+        self.indices.append(indices.flatten().cpu())
+
+    def compute(self) -> Dict[str, float]:
+        indices = torch.cat(self.indices)
+        results = {
+            "psnr": self.psnr.compute().item(),
+            "ssim": self.ssim.compute().item(),
+            "codebook_usage": codebook_usage(indices, self.num_embeddings),
+            "codebook_perplexity": codebook_perplexity(indices, self.num_embeddings),
+            "num_images": self.count,
+        }
+        if self.lpips is not None:
+            results["lpips"] = self.lpips_sum / self.count
+        if self.fid is not None:
+            results["feature_fid"] = self.fid.compute().item()
+        return results
+
+
+class GenerationMetrics:
+    """Classifier accuracy on class-conditional samples and FID in the classifier's feature space."""
+
+    def __init__(self, classifier: nn.Module):
+        from .classifier import ClassifierFeatures
+
+        self.classifier = classifier.eval()
+        self.fid = feature_fid(ClassifierFeatures(classifier))
+        self.correct, self.count = 0, 0
+
+    @torch.no_grad()
+    def update_real(self, images: torch.Tensor) -> None:
+        self.fid.update(images.float(), real=True)
+
+    @torch.no_grad()
+    def update_generated(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        images = images.float().clamp(-1, 1)
+        predictions = self.classifier(images).logits.argmax(-1)
+        self.correct += (predictions.cpu() == labels.cpu()).sum().item()
+        self.count += images.shape[0]
+        self.fid.update(images, real=False)
+
+    def compute(self) -> Dict[str, float]:
+        return {
+            "classifier_accuracy": self.correct / self.count,
+            "feature_fid": self.fid.compute().item(),
+            "num_generated": self.count,
+        }
