@@ -573,9 +573,12 @@ def main(args) -> None:
                 write_rank_trace(trace_dir, accelerator, global_step, pixel_values, unwrapped, disc_module)
 
             if global_step % args.checkpointing_steps == 0:
-                before_rename = lambda tmp, s=global_step: maybe_sigkill("save", s)
                 path = save_checkpoint(
-                    accelerator, args.output_dir, global_step, args.checkpoints_total_limit, before_rename
+                    accelerator,
+                    args.output_dir,
+                    global_step,
+                    args.checkpoints_total_limit,
+                    before_rename=lambda tmp, step=global_step: maybe_sigkill("save", step),
                 )
                 logger.info(f"Saved state to {path}")
             if accelerator.is_main_process and global_step % args.validation_steps == 0:

@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 import PIL.Image
 import torch
-from datasets import config as datasets_config
 from datasets import ClassLabel, Dataset, Features, Image, IterableDataset, load_dataset, load_from_disk
+from datasets import config as datasets_config
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
