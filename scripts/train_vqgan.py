@@ -340,7 +340,7 @@ def check_finite(accelerator, logs: Dict[str, float], global_step: int) -> None:
     finite = accelerator.gather(torch.isfinite(values).all().float().reshape(1))
     if not bool(finite.all()):
         raise FloatingPointError(
-            f"Non-finite loss at step {global_step} on at least one process (this one: {logs}). "
+            f"Non-finite loss at step {global_step + 1} on at least one process (this one: {logs}). "
             "Lower --learning_rate, use --mixed_precision bf16 instead of fp16, or resume from an earlier "
             f"checkpoint in {args_output_dir_hint(accelerator)}."
         )
@@ -423,6 +423,8 @@ def main(args) -> None:
         collate_fn=collate_fn,
         num_workers=args.dataloader_num_workers,
         drop_last=True,
+        # Its own generator: starting an iteration (also after a resume) leaves the global RNG alone.
+        generator=torch.Generator().manual_seed(args.seed),
     )
 
     # Optimisers (taming: Adam, betas (0.5, 0.9), lr = accumulate * processes * batch * base_lr)
@@ -660,7 +662,7 @@ def reseed(args, accelerator, model, optimizer, ema_model, reseed_window, latent
     dead = reseed_window.dead_codes()
     generator = torch.Generator().manual_seed(args.seed + global_step)  # identical on every rank
     codebook = model.get_codebook()
-    count = reseed_dead_codes(codebook.data, dead, latents, generator, optimizer.optimizer)
+    count = reseed_dead_codes(codebook, dead, latents, generator, optimizer.optimizer)
     if ema_model is not None and count:
         position = [p is codebook for p in model.parameters()].index(True)
         ema_model.shadow_params[position].data[dead] = codebook.data[dead].to(ema_model.shadow_params[position].device)

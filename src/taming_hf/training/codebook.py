@@ -79,7 +79,8 @@ def reseed_dead_codes(
     Replace the codebook rows `dead` by encoder outputs drawn at random from `latents`.
 
     Args:
-        codebook (`torch.Tensor` of shape `(num_embeddings, embed_dim)`): updated in place.
+        codebook (`torch.nn.Parameter` of shape `(num_embeddings, embed_dim)`): updated in place (the
+            parameter itself, not `.data`, so its optimizer state can be found).
         dead (`torch.LongTensor` of shape `(num_dead,)`): rows to re-seed.
         latents (`torch.Tensor` of shape `(batch_size, embed_dim, height, width)`): pre-quantization
             encoder outputs (gather them from all ranks so every rank re-seeds identically).
