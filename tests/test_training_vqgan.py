@@ -232,14 +232,15 @@ def test_reconstruction_loss_decreases_on_fashion_mnist(tmp_path):
 
 @needs_fashion_mnist
 @pytest.mark.slow
-def test_two_processes_shard_data_and_keep_weights_identical(tmp_path):
+@pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
+def test_two_processes_shard_data_and_keep_weights_identical(tmp_path, streaming):
     trace = tmp_path / "trace"
     trace.mkdir()
     launcher = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
     ]  # fmt: skip
-    args = _tiny_args(tmp_path, 4, codebook_reseed_steps=2)
+    args = _tiny_args(tmp_path, 4, codebook_reseed_steps=2) + (["--streaming"] if streaming else [])
     _run(args, tmp_path / "run", {"TAMING_HF_RANK_TRACE_DIR": str(trace)}, launcher=launcher)
     rank0 = [json.loads(line) for line in (trace / "rank0.jsonl").read_text().splitlines()]
     rank1 = [json.loads(line) for line in (trace / "rank1.jsonl").read_text().splitlines()]
