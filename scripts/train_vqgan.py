@@ -3,7 +3,7 @@
 
     accelerate launch scripts/train_vqgan.py \
         --dataset_name fashion_mnist --resolution 32 --num_channels 1 \
-        --model_config_name_or_path configs/vqgan_tiny.json \
+        --model_config_name_or_path vqgan_fashion.json \
         --train_batch_size 16 --learning_rate 4.5e-6 --scale_lr --max_train_steps 20000 \
         --disc_start 10000 --checkpointing_steps 1000 --validation_steps 500 \
         --mixed_precision bf16 --report_to tensorboard --output_dir vqgan-fashion
@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import signal
+import sys
 from typing import Dict, Optional
 
 import torch
@@ -252,6 +253,13 @@ def build_datasets(args, accelerator, num_channels: int):
     return dataset, validation_images, train_transform
 
 
+def no_batch_message(args) -> str:
+    return (
+        f"The training data yields no full batch of --train_batch_size {args.train_batch_size} per process; "
+        "use more images or a smaller batch."
+    )
+
+
 def tensor_sha(*tensors: torch.Tensor) -> str:
     digest = hashlib.sha1()
     for tensor in tensors:
@@ -342,12 +350,8 @@ def check_finite(accelerator, logs: Dict[str, float], global_step: int) -> None:
         raise FloatingPointError(
             f"Non-finite loss at step {global_step + 1} on at least one process (this one: {logs}). "
             "Lower --learning_rate, use --mixed_precision bf16 instead of fp16, or resume from an earlier "
-            f"checkpoint in {args_output_dir_hint(accelerator)}."
+            "checkpoint with --resume_from_checkpoint."
         )
-
-
-def args_output_dir_hint(accelerator) -> str:
-    return accelerator.project_configuration.project_dir or "the output directory"
 
 
 class TrainLog:
@@ -439,6 +443,8 @@ def main(args) -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, **adam)
     disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=disc_lr, **adam)
 
+    if not streaming and len(train_dataloader) < accelerator.num_processes:
+        raise ValueError(no_batch_message(args))
     if streaming:
         num_update_steps_per_epoch = args.max_train_steps
     else:
@@ -446,7 +452,8 @@ def main(args) -> None:
             len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
     max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
-    num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+    # A stream is passed over as often as it takes; ranks with uneven shards just start their next pass.
+    num_train_epochs = sys.maxsize if streaming else math.ceil(max_train_steps / num_update_steps_per_epoch)
     schedulers = [
         get_scheduler(
             args.lr_scheduler,
@@ -489,7 +496,7 @@ def main(args) -> None:
     logger.info(f"  Batch size per device = {args.train_batch_size}, total = {total_batch_size}")
     logger.info(f"  Total optimization steps = {max_train_steps}, lr = {lr:g}, disc lr = {disc_lr:g}")
 
-    global_step, first_epoch, resume_batches = 0, 0, 0
+    global_step, first_epoch, resume_batches, resume_dataloader = 0, 0, 0, None
     if args.resume_from_checkpoint:
         path = resolve_resume_path(args.output_dir, args.resume_from_checkpoint)
         if path is None:
@@ -500,9 +507,9 @@ def main(args) -> None:
             global_step = checkpoint_step(path)
             first_epoch = global_step // num_update_steps_per_epoch
             resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
-            if streaming:  # skip what this rank's stream already delivered
+            if streaming:  # skip what this rank's stream already delivered (in its first pass)
                 skip = global_step * args.gradient_accumulation_steps * args.train_batch_size
-                train_dataloader = torch.utils.data.DataLoader(
+                resume_dataloader = torch.utils.data.DataLoader(
                     train_dataset.skip(skip),
                     batch_size=args.train_batch_size,
                     collate_fn=collate_fn,
@@ -530,7 +537,11 @@ def main(args) -> None:
         batches = train_dataloader
         if epoch == first_epoch and resume_batches > 0:
             batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        elif epoch == first_epoch and resume_dataloader is not None:
+            batches = resume_dataloader
+        seen = 0
         for batch in batches:
+            seen += 1
             pixel_values = batch["pixel_values"].to(accelerator.device)
             with accelerator.accumulate(model, discriminator):
                 step_logs = train_step(
@@ -590,6 +601,8 @@ def main(args) -> None:
                 break
         if global_step >= max_train_steps:
             break
+        if seen == 0 and not (epoch == first_epoch and (resume_batches or resume_dataloader is not None)):
+            raise ValueError(no_batch_message(args))
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
