@@ -47,7 +47,7 @@ from taming_hf.training import (
     reseed_dead_codes,
     save_checkpoint,
 )
-from taming_hf.training.checkpointing import checkpoint_step, resolve_resume_path
+from taming_hf.training.checkpointing import load_checkpoint, resolve_resume_path
 from taming_hf.training.data import add_row_index, check_image_column, make_preprocess_fn, prepare_for_decoding
 
 logger = get_logger(__name__)
@@ -479,10 +479,10 @@ def main(args) -> None:
     reseed_window = CodebookUsageTracker(
         num_embeddings, max(args.codebook_reseed_steps, 1) * args.gradient_accumulation_steps
     )
-    accelerator.register_for_checkpointing(usage, reseed_window)
+    extra_state = {"codebook_usage": usage, "codebook_reseed_window": reseed_window}
     if ema_model is not None:
         ema_model.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema_model)
+        extra_state["ema"] = ema_model
 
     if accelerator.is_main_process:
         config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
@@ -503,8 +503,9 @@ def main(args) -> None:
             logger.info(f"No complete checkpoint in {args.output_dir}; starting a new run.")
         else:
             logger.info(f"Resuming from {path}")
-            accelerator.load_state(path)
-            global_step = checkpoint_step(path)
+            global_step = load_checkpoint(accelerator, path, extra_state)
+            if ema_model is not None:
+                ema_model.to(accelerator.device)
             first_epoch = global_step // num_update_steps_per_epoch
             resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
             if streaming:  # skip what this rank's stream already delivered (in its first pass)
@@ -591,6 +592,7 @@ def main(args) -> None:
                     args.output_dir,
                     global_step,
                     args.checkpoints_total_limit,
+                    extra_state,
                     before_rename=lambda tmp, step=global_step: maybe_sigkill("save", step),
                 )
                 logger.info(f"Saved state to {path}")

@@ -283,6 +283,14 @@ def test_sigkill_then_resume_latest_matches_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    # read without running pickled code; the re-seed window was just emptied by the step-6 re-seed
+    for name in ("ema.pt", "codebook_usage.pt", "codebook_reseed_window.pt"):
+        state_a = torch.load(full / "checkpoint-6" / name, weights_only=True)
+        state_b = torch.load(killed / "checkpoint-6" / name, weights_only=True)
+        flat_a = state_a.get("shadow_params") or state_a["history"]
+        flat_b = state_b.get("shadow_params") or state_b["history"]
+        assert len(flat_a) == len(flat_b) and all(torch.equal(x, y) for x, y in zip(flat_a, flat_b)), name
+    assert not list((killed / "checkpoint-6").glob("custom_checkpoint_*"))
     rng_a = torch.load(full / "checkpoint-6" / "random_states_0.pkl", weights_only=False)
     rng_b = torch.load(killed / "checkpoint-6" / "random_states_0.pkl", weights_only=False)
     assert torch.equal(rng_a["torch_manual_seed"], rng_b["torch_manual_seed"])

@@ -1,6 +1,6 @@
 """Everything that exists only for training: losses, the discriminator, data, checkpoints."""
 
-from .checkpointing import latest_checkpoint, list_checkpoints, prune_checkpoints, save_checkpoint
+from .checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from .codebook import CodebookUsageTracker, codebook_perplexity, codebook_usage, reseed_dead_codes
 from .data import ImageTransform, collate_fn, decode_image, load_fashion_mnist, load_image_dataset, read_idx
 from .discriminator import PatchGANDiscriminator, PatchGANDiscriminatorConfig, PatchGANDiscriminatorOutput
@@ -22,6 +22,7 @@ __all__ = [
     "hinge_d_loss",
     "latest_checkpoint",
     "list_checkpoints",
+    "load_checkpoint",
     "load_fashion_mnist",
     "load_image_dataset",
     "prune_checkpoints",

@@ -4,13 +4,20 @@
 and only then is the folder renamed to `checkpoint-{step}` (a rename within one filesystem
 is atomic). `latest_checkpoint` only considers renamed folders with the marker, so a
 checkpoint cut short by a crash or SIGKILL is never resumed from.
+
+Training state that is not a model, optimizer or scheduler (codebook trackers, EMA weights)
+is passed as `extra_state` and stored as `{name}.pt` files of tensors and plain values, read
+back with `torch.load(weights_only=True)`: resuming never runs pickled code for it
+(Accelerate's `register_for_checkpointing` would load it with `weights_only=False`).
 """
 
 import json
 import os
 import re
 import shutil
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
+
+import torch
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "checkpoint_complete.json"
@@ -68,11 +75,13 @@ def save_checkpoint(
     output_dir: str,
     global_step: int,
     total_limit: Optional[int] = None,
+    extra_state: Optional[Dict[str, object]] = None,
     before_rename: Optional[Callable[[str], None]] = None,
 ) -> str:
     """
-    Save the Accelerate state (models, optimizers, schedulers, RNG states, registered objects)
-    as `output_dir/checkpoint-{global_step}`, atomically. Call on every process.
+    Save the Accelerate state (models, optimizers, schedulers, RNG states of every process) and
+    `extra_state` (name -> object with `state_dict()`, identical on every process) as
+    `output_dir/checkpoint-{global_step}`, atomically. Call on every process.
 
     `before_rename(tmp_path)` runs on the main process once the state is written (tests use
     it to simulate a crash mid-save).
@@ -87,6 +96,8 @@ def save_checkpoint(
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        for name, obj in (extra_state or {}).items():
+            torch.save(obj.state_dict(), os.path.join(tmp, f"{name}.pt"))
         with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
             json.dump({"global_step": global_step, "num_processes": accelerator.num_processes}, f)
         if before_rename is not None:
@@ -95,6 +106,14 @@ def save_checkpoint(
         os.replace(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator, path: str, extra_state: Optional[Dict[str, object]] = None) -> int:
+    """Restore what `save_checkpoint` wrote (on every process); returns the checkpoint's step."""
+    accelerator.load_state(path)
+    for name, obj in (extra_state or {}).items():
+        obj.load_state_dict(torch.load(os.path.join(path, f"{name}.pt"), map_location="cpu", weights_only=True))
+    return checkpoint_step(path)
 
 
 def resolve_resume_path(output_dir: str, resume_from_checkpoint: str) -> Optional[str]:
