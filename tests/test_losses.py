@@ -1,0 +1,126 @@
+"""The VQGAN objective: adaptive weight, disc_start gating, GAN losses, LPIPS, PatchGAN."""
+
+import pytest
+import torch
+
+from taming_hf.training import (
+    PatchGANDiscriminator,
+    PatchGANDiscriminatorConfig,
+    VQGANLoss,
+    adaptive_weight,
+    discriminator_factor,
+    hinge_d_loss,
+    vanilla_d_loss,
+)
+
+
+def test_adaptive_weight_is_gradient_norm_ratio_with_epsilon():
+    last = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    rec = (3.0 * last).sum()  # grad 3 everywhere: norm 6
+    gen = (0.5 * last).sum()  # grad 0.5 everywhere: norm 1
+    weight = adaptive_weight(rec, gen, last)
+    assert weight.item() == pytest.approx(6.0 / (1.0 + 1e-4), rel=1e-6)
+    assert not weight.requires_grad
+    assert last.grad is None  # computed with autograd.grad, nothing accumulated
+
+
+def test_adaptive_weight_is_clamped_to_1e4():
+    last = torch.ones(2, 2, requires_grad=True)
+    rec = (5.0 * last).sum()  # norm 10
+    gen = (0.0 * last).sum()  # norm 0: 10 / 1e-4 = 1e5 -> clamped
+    assert adaptive_weight(rec, gen, last).item() == 1e4
+
+
+def test_discriminator_factor_switches_on_at_disc_start():
+    assert [discriminator_factor(step, 3) for step in range(5)] == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert discriminator_factor(7, 3, factor=0.5) == 0.5
+
+
+def test_gan_losses_values():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    # hinge: 0.5 * (mean(relu(1 - [2, 0])) + mean(relu(1 + [-2, 0.5]))) = 0.5 * (0.5 + 0.75)
+    assert hinge_d_loss(real, fake).item() == pytest.approx(0.625)
+    expected = 0.5 * (torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean())
+    assert vanilla_d_loss(real, fake).item() == pytest.approx(expected.item())
+
+
+def _toy_autoencoder_step(loss_fn, step):
+    torch.manual_seed(0)
+    last = torch.randn(1, 4, 3, 3, requires_grad=True)
+    features = torch.randn(2, 4, 8, 8)
+    inputs = torch.rand(2, 1, 8, 8) * 2 - 1
+    reconstructions = torch.nn.functional.conv2d(features, last, padding=1)
+    disc = torch.nn.Conv2d(1, 1, 3)
+    logits_fake = disc(reconstructions)
+    codebook_loss = torch.tensor(0.3)
+    out = loss_fn.generator_loss(inputs, reconstructions, codebook_loss, step, logits_fake, last)
+    return out, inputs, reconstructions, logits_fake, last
+
+
+def test_generator_loss_before_and_after_disc_start():
+    loss_fn = VQGANLoss(perceptual_weight=0.0, codebook_weight=2.0, disc_weight=0.8, disc_start=5)
+    before, inputs, reconstructions, _, _ = _toy_autoencoder_step(loss_fn, step=4)
+    l1 = (inputs - reconstructions).abs().mean()
+    assert before.loss.item() == pytest.approx(l1.item() + 2.0 * 0.3, rel=1e-6)
+    assert before.logs["disc_factor"] == 0.0 and before.logs["d_weight"] == 0.0
+
+    after, inputs, reconstructions, logits_fake, last = _toy_autoencoder_step(loss_fn, step=5)
+    rec = (inputs - reconstructions).abs().mean()
+    g = -logits_fake.mean()
+    rec_grad = torch.autograd.grad(rec, last, retain_graph=True)[0].norm()
+    g_grad = torch.autograd.grad(g, last, retain_graph=True)[0].norm()
+    d_weight = 0.8 * (rec_grad / (g_grad + 1e-4)).clamp(0, 1e4)
+    assert after.logs["d_weight"] == pytest.approx(d_weight.item(), rel=1e-5)
+    assert after.loss.item() == pytest.approx((rec + 2.0 * 0.3 + d_weight * g).item(), rel=1e-5)
+
+
+def test_discriminator_loss_is_zero_and_trains_nothing_before_disc_start():
+    loss_fn = VQGANLoss(perceptual_weight=0.0, disc_start=3)
+    disc = PatchGANDiscriminator(PatchGANDiscriminatorConfig(in_channels=1, base_channels=8, num_layers=1))
+    images = torch.rand(2, 1, 16, 16) * 2 - 1
+    before = loss_fn.discriminator_loss(disc(images).logits, disc(-images).logits, global_step=2)
+    before.loss.backward()
+    assert before.loss.item() == 0.0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in disc.parameters())
+    after = loss_fn.discriminator_loss(disc(images).logits, disc(-images).logits, global_step=3)
+    expected = hinge_d_loss(disc(images).logits, disc(-images).logits)
+    assert after.loss.item() == pytest.approx(expected.item(), rel=1e-5) and after.loss.item() > 0
+
+
+def test_reconstruction_loss_adds_lpips_and_handles_grayscale():
+    loss_fn = VQGANLoss(perceptual_weight=1.0)
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1)
+    assert loss_fn.reconstruction_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    lpips = loss_fn.perceptual_loss(x, y)
+    assert lpips.shape == (2,) and (lpips > 0).all()
+    expected = (x - y).abs().mean() + lpips.mean()
+    assert loss_fn.reconstruction_loss(x, y).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_unknown_gan_loss_is_rejected():
+    with pytest.raises(ValueError, match="disc_loss must be one of"):
+        VQGANLoss(perceptual_weight=0.0, disc_loss="wasserstein")
+
+
+def test_patchgan_shapes_init_and_round_trip(tmp_path):
+    from transformers import AutoModel
+
+    config = PatchGANDiscriminatorConfig(in_channels=3, base_channels=16, num_layers=3)
+    disc = PatchGANDiscriminator(config)
+    # 256 px, 3 layers -> the classic 30x30 patch grid; 32 px -> 2x2
+    assert disc(torch.zeros(1, 3, 256, 256)).logits.shape == (1, 1, 30, 30)
+    assert disc(torch.zeros(2, 3, 32, 32)).logits.shape == (2, 1, 2, 2)
+    convs = [m for m in disc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 32, 64, 128, 1]
+    assert [c.stride[0] for c in convs] == [2, 2, 2, 1, 1]
+    assert abs(convs[2].weight.std().item() - 0.02) < 0.005
+    disc.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(reloaded, PatchGANDiscriminator)
+    disc.eval(), reloaded.eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(disc(x).logits, reloaded(x).logits)
+    with pytest.raises(ValueError, match="expects images of shape"):
+        disc(torch.zeros(1, 1, 32, 32))
