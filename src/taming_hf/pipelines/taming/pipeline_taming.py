@@ -386,9 +386,18 @@ class TamingPipeline(DiffusionPipeline):
                 "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
             )
 
-        # 1. Prefix tokens (B, P), or the aligned condition grid for spatial models.
-        condition_grid = None
+        # 1. Image to complete: for unconditional models it sets the batch size.
+        kept_grid = None
         default_size = (self.latent_window, self.latent_window)
+        if image is not None:
+            kept_grid = self._encode(self.vqgan, image, "image").cpu()
+            default_size = tuple(kept_grid.shape[1:])
+            batch_size = kept_grid.shape[0]
+        elif layout.conditioning == "completion":
+            raise ValueError("This is a completion pipeline: pass the image to complete.")
+
+        # 2. Prefix tokens (B, P), or the aligned condition grid for spatial models.
+        condition_grid = None
         if layout.conditioning == "class":
             if class_labels is None:
                 raise ValueError("This is a class-conditional pipeline: pass class_labels (ids or get_label_ids).")
@@ -403,13 +412,6 @@ class TamingPipeline(DiffusionPipeline):
         else:
             prefix = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
 
-        # 2. Image to complete.
-        kept_grid = None
-        if image is not None:
-            kept_grid = self._encode(self.vqgan, image, "image").cpu()
-            default_size = tuple(kept_grid.shape[1:])
-        elif layout.conditioning == "completion":
-            raise ValueError("This is a completion pipeline: pass the image to complete.")
         grid_h, grid_w = self._latent_size(height, width, default_size)
         num_tokens = grid_h * grid_w
 
