@@ -10,6 +10,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines import pipeline_loading_utils
 from diffusers.utils import BaseOutput
 from transformers import GenerationConfig, GPT2LMHeadModel
+from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
 from .model_card import create_model_card
@@ -256,8 +257,6 @@ class TamingPipeline(DiffusionPipeline):
         if guidance_scale != 1.0:
             # transformers' CFG processor runs the unconditional branch with its own KV cache; it must come
             # first, on raw logits, so the image-code mask and the warpers act on the guided distribution.
-            from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
-
             unconditional_ids = torch.cat([unconditional_prefix, kept], dim=1)
             processors.insert(
                 0, UnbatchedClassifierFreeGuidanceLogitsProcessor(guidance_scale, self.transformer, unconditional_ids)
