@@ -9,7 +9,7 @@ Builds one random minGPT prior inside the original `Net2NetTransformer`, convert
 
 Usage (CPU, one run each):
 
-    python benchmarks/sampling.py --batch-size 8 --tokens 256
+    python benchmarks/sampling.py --layers 6 --heads 8 --embd 256 --batch-size 4 --tokens 256 --threads 1
 
 Needs the original implementation (`pip install --no-deps taming-transformers-rom1504`).
 """
@@ -26,13 +26,19 @@ from taming_hf.testing_utils import import_original_taming
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=256, help="image tokens per sample (a square grid)")
     parser.add_argument("--codes", type=int, default=1024, help="codebook size K")
-    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--embd", type=int, default=256)
     parser.add_argument("--top-k", type=int, default=100)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for all three samplers; one thread is fastest for small-batch decoding",
+    )
     parser.add_argument("--skip-full-forward", action="store_true", help="skip the slow uncached loop")
     return parser.parse_args()
 
@@ -157,6 +163,7 @@ def timed(fn):
 
 def main():
     args = parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     side = int(args.tokens**0.5)
     if side * side != args.tokens:

@@ -429,3 +429,15 @@ def test_push_to_hub_uploads_folder_with_card(monkeypatch):
     assert make_pipeline().push_to_hub("someone/tiny", metrics={"FID": 9.6}) == "commit-url"
     assert {"model_index.json", "README.md", "vqgan/config.json", "transformer/config.json"} <= set(uploaded)
     assert b"| FID | 9.6 |" in uploaded["README.md"]
+
+
+def test_gumbel_sampling_matches_softmax_distribution():
+    from taming_hf.pipelines.taming.sampling import build_logits_processors
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 5.0]]).repeat(20000, 1)  # the last id is not an image code
+    processors = build_logits_processors(4, 5, temperature=0.5, generator=seeded())
+    samples = processors(None, logits.clone()).argmax(dim=-1)
+    frequencies = torch.bincount(samples, minlength=5).float() / samples.numel()
+    expected = torch.softmax(logits[0, :4] / 0.5, dim=-1)
+    assert frequencies[4] == 0
+    torch.testing.assert_close(frequencies[:4], expected, atol=0.01, rtol=0)

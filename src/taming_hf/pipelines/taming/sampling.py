@@ -35,19 +35,19 @@ class GumbelSamplingLogitsProcessor(LogitsProcessor):
     def __init__(self, generator: GeneratorType = None):
         self.generator = generator
 
-    def _uniform(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+    def _exponential(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """Exp(1) draws; `-log(E)` is Gumbel(0, 1) noise (one log instead of `-log(-log(U))`)."""
         if isinstance(self.generator, list):
-            rows = [torch.rand(shape[1:], generator=g, device=g.device) for g in self.generator]
+            rows = [torch.empty(shape[1:], device=g.device).exponential_(generator=g) for g in self.generator]
             return torch.stack(rows).to(device)
         if self.generator is None:
-            return torch.rand(shape, device=device)
-        return torch.rand(shape, generator=self.generator, device=self.generator.device).to(device)
+            return torch.empty(shape, device=device).exponential_()
+        return torch.empty(shape, device=self.generator.device).exponential_(generator=self.generator).to(device)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        # float64 keeps -log(-log(u)) finite for u close to 0 or 1
-        uniform = self._uniform(scores.shape, scores.device).double().clamp(1e-20, 1.0 - 1e-12)
-        gumbel = -torch.log(-torch.log(uniform))
-        return (scores.double() + gumbel).to(scores.dtype)
+        # the clamp keeps the noise finite, so masked (-inf) entries stay -inf instead of becoming NaN
+        exponential = self._exponential(scores.shape, scores.device).clamp_(min=1e-30)
+        return scores - exponential.log().to(scores.dtype)
 
 
 class ProgressStreamer(BaseStreamer):
