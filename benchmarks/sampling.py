@@ -9,7 +9,7 @@ Builds one random minGPT prior inside the original `Net2NetTransformer`, convert
 
 Usage (CPU, one run each):
 
-    python benchmarks/sampling.py --layers 6 --heads 8 --embd 256 --batch-size 4 --tokens 256 --threads 1
+    python benchmarks/sampling.py --layers 8 --heads 8 --embd 512 --batch-size 4 --tokens 256 --threads 1
 
 Needs the original implementation (`pip install --no-deps taming-transformers-rom1504`).
 """
@@ -29,9 +29,9 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=256, help="image tokens per sample (a square grid)")
     parser.add_argument("--codes", type=int, default=1024, help="codebook size K")
-    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--embd", type=int, default=256)
+    parser.add_argument("--embd", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=100)
     parser.add_argument(
         "--threads",
