@@ -258,21 +258,39 @@ def test_window_start_matches_original_formula():
 
 
 @torch.no_grad()
-def test_sliding_window_on_grid_twice_the_context():
-    pipe = make_pipeline()  # context: SOS + 16 image tokens (4x4)
-    out = pipe(height=16, width=8, top_k=1, output_type="latent").indices  # 8x4 grid: 32 tokens
-    assert out.shape == (1, 8, 4) and out.max() < K
-    grid, sos = torch.zeros(8, 4, dtype=torch.long), pipe.config.sos_token_id
-    for i in range(8):
-        for j in range(4):
-            top, left = reference_window_start(i, 8), reference_window_start(j, 4)
+def reference_sliding_window(gpt, prefix, height, width, scale=1.0, null_prefix=None):
+    """The original's high-resolution loop: a full forward of the window before each cell, greedy."""
+    grid = torch.zeros(height, width, dtype=torch.long)
+    for i in range(height):
+        for j in range(width):
+            top, left = reference_window_start(i, height), reference_window_start(j, width)
             window = grid[top : top + WINDOW, left : left + WINDOW].reshape(-1)
-            before = window[: (i - top) * WINDOW + (j - left)]
-            logits = pipe.transformer(torch.cat([torch.tensor([sos]), before])[None]).logits[0, -1, :K]
-            grid[i, j] = logits.argmax()
-    assert torch.equal(out[0], grid)
-    again = pipe(height=16, width=8, generator=seeded(4), output_type="latent").indices
-    assert torch.equal(again, pipe(height=16, width=8, generator=seeded(4), output_type="latent").indices)
+            before = window[: (i - top) * min(width, WINDOW) + (j - left)]
+            scores = gpt(torch.cat([prefix, before])[None]).logits[0, -1].log_softmax(-1)
+            if scale != 1.0:
+                unconditional = gpt(torch.cat([null_prefix, before])[None]).logits[0, -1].log_softmax(-1)
+                scores = unconditional + scale * (scores - unconditional)
+            grid[i, j] = scores[:K].argmax()
+    return grid
+
+
+@pytest.mark.parametrize("height, width", [(16, 8), (8, 16), (12, 12)])
+def test_sliding_window_on_grid_twice_the_context(height, width):
+    pipe = make_pipeline()  # context: SOS + 16 image tokens (4x4); 8x4 and 4x8 grids hold 32 tokens
+    out = pipe(height=height, width=width, top_k=1, output_type="latent").indices
+    assert out.shape == (1, height // 2, width // 2) and out.max() < K
+    sos = torch.tensor([pipe.config.sos_token_id])
+    assert torch.equal(out[0], reference_sliding_window(pipe.transformer, sos, height // 2, width // 2))
+    again = pipe(height=height, width=width, generator=seeded(4), output_type="latent").indices
+    assert torch.equal(again, pipe(height=height, width=width, generator=seeded(4), output_type="latent").indices)
+
+
+def test_sliding_window_guidance_matches_reference():
+    pipe = make_pipeline("class", with_null=True)
+    out = pipe(class_labels=[2], height=12, width=10, guidance_scale=2.5, top_k=1, output_type="latent").indices
+    null = torch.tensor([pipe.config.null_class_token_id])
+    expected = reference_sliding_window(pipe.transformer, torch.tensor([K + 2]), 6, 5, 2.5, null)
+    assert torch.equal(out[0], expected)
 
 
 def test_sliding_window_class_guidance_and_completion():

@@ -294,14 +294,18 @@ class TamingPipeline(DiffusionPipeline):
         """
         Fill a (B, h, w) raster grid larger than the prior's training window, cell by cell from raster
         index `start`: each cell is sampled from a window of the training size around it (the original's
-        high-resolution scheme). The window's tokens before the cell are fed in full (no KV cache: the
-        window moves with the cell), the cell's logits come from the last position.
+        high-resolution scheme); the cell's logits come from the last of the window's tokens before it.
+
+        While the window stays put, each step only appends the previous cell to the window's KV cache;
+        when the window moves, its tokens are different positions of a new sequence, so the window is
+        fed in full again.
 
         `prefix` (B, P) is the class / start token; for spatial models `condition_grid` (B, h, w) holds
         the condition tokens (already offset), cropped with the same window.
         """
         height, width = grid.shape[1:]
         window_h, window_w = min(height, self.latent_window), min(width, self.latent_window)
+        cache, cached = None, None  # the window's KV cache and the (top, left, length) it holds
         with self.progress_bar(total=height * width - start) as progress_bar:
             for position in range(start, height * width):
                 row, col = divmod(position, width)
@@ -312,12 +316,18 @@ class TamingPipeline(DiffusionPipeline):
                     condition = condition_grid[:, top : top + window_h, left : left + window_w]
                     prefix = condition.reshape(grid.shape[0], -1)
                 input_ids = torch.cat([prefix, before], dim=1)
-                if guidance_scale != 1.0:
-                    both = torch.cat([input_ids, torch.cat([unconditional_prefix, before], dim=1)])
-                    conditional, unconditional = self.transformer(both).logits[:, -1].chunk(2)
-                    scores = guided_log_probs(conditional, unconditional, guidance_scale)
+                model_ids = input_ids
+                if guidance_scale != 1.0:  # conditional and null-class rows in one batch
+                    model_ids = torch.cat([input_ids, torch.cat([unconditional_prefix, before], dim=1)])
+                if cached == (top, left, input_ids.shape[1] - 1):
+                    model_ids = model_ids[:, -1:]
                 else:
-                    scores = self.transformer(input_ids).logits[:, -1]
+                    cache = None
+                output = self.transformer(model_ids, past_key_values=cache, use_cache=True)
+                cache, cached = output.past_key_values, (top, left, input_ids.shape[1])
+                scores = output.logits[:, -1]
+                if guidance_scale != 1.0:
+                    scores = guided_log_probs(*scores.chunk(2), guidance_scale)
                 grid[:, row, col] = processors(input_ids, scores.float()).argmax(dim=-1)
                 progress_bar.update(1)
         return grid
