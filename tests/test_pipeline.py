@@ -459,3 +459,16 @@ def test_gumbel_sampling_matches_softmax_distribution():
     expected = torch.softmax(logits[0, :4] / 0.5, dim=-1)
     assert frequencies[4] == 0
     torch.testing.assert_close(frequencies[:4], expected, atol=0.01, rtol=0)
+
+
+def test_error_missing_inputs_and_bad_output_type():
+    with pytest.raises(ValueError, match="This is a completion pipeline: pass the image to complete"):
+        make_pipeline("completion")()
+    with pytest.raises(ValueError, match="This is a spatially conditioned pipeline: pass a condition_image"):
+        make_spatial_pipeline()()
+    with pytest.raises(ValueError, match=r"output_type must be one of 'pil', 'np', 'pt', 'latent', got 'jpg'"):
+        make_pipeline()(output_type="jpg")
+    with pytest.raises(ValueError, match=r"num_rows_to_keep must lie in \[0, 4\], got 5"):
+        make_pipeline("completion")(image=torch.zeros(1, 3, 8, 8), num_rows_to_keep=5)
+    with pytest.raises(ValueError, match="conditioning='spatial' needs a condition_vqgan"):
+        TamingPipeline(tiny_vqgan(), tiny_gpt(20, 32), conditioning="spatial", num_condition_tokens=4)
