@@ -87,7 +87,7 @@ def create_model_card(
         "",
         "A Taming Transformers pipeline (VQGAN + autoregressive GPT prior over codebook indices, "
         "[Esser et al., CVPR 2021](https://arxiv.org/abs/2012.09841)) for the "
-        "[taming_hf](https://github.com/) library.",
+        "`taming_hf` library (`pip install taming_hf`).",
         "",
         "## Usage",
         "",
