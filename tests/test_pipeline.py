@@ -1,0 +1,474 @@
+"""Tests of TamingPipeline on tiny random models (a 2x-downsampling VQGAN, a one-layer GPT-2)."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from taming_hf import TamingPipeline, TamingPipelineOutput, TokenLayout, VQGANConfig, VQGANModel
+from taming_hf.pipelines.taming.sampling import window_start
+
+K = 16  # image codes
+NUM_CLASSES = 3
+WINDOW = 4  # latent window: 8 px VQGAN resolution / f2
+
+
+def tiny_vqgan(seed=0, num_embeddings=K, in_channels=3):
+    torch.manual_seed(seed)
+    config = VQGANConfig(
+        embed_dim=4,
+        num_embeddings=num_embeddings,
+        latent_channels=4,
+        resolution=8,
+        in_channels=in_channels,
+        base_channels=32,
+        channel_multiplier=[1, 1],
+        num_res_blocks=1,
+        attn_resolutions=[],
+    )
+    return VQGANModel(config).eval()
+
+
+def tiny_gpt(vocab_size, n_positions, seed=1):
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=n_positions,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=vocab_size - 1,
+        eos_token_id=vocab_size - 1,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def make_pipeline(conditioning="unconditional", n_positions=WINDOW * WINDOW + 1, with_null=False, **kwargs):
+    num_condition = NUM_CLASSES if conditioning == "class" else 0
+    layout = TokenLayout.build(conditioning, K, num_condition, with_null_class=with_null)
+    pipe = TamingPipeline(
+        tiny_vqgan(),
+        tiny_gpt(layout.vocab_size, n_positions),
+        conditioning=conditioning,
+        num_condition_tokens=num_condition,
+        sos_token_id=layout.sos_token_id,
+        null_class_token_id=layout.null_class_token_id,
+        **kwargs,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def make_spatial_pipeline(n_positions=2 * WINDOW * WINDOW):
+    condition_codes = 5
+    condition_vqgan = tiny_vqgan(seed=2, num_embeddings=condition_codes, in_channels=1)
+    pipe = TamingPipeline(
+        tiny_vqgan(),
+        tiny_gpt(K + condition_codes, n_positions),
+        condition_vqgan=condition_vqgan,
+        conditioning="spatial",
+        num_condition_tokens=condition_codes,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def seeded(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.no_grad()
+def greedy_reference(gpt, prefix, num_tokens):
+    """Greedy decoding over image codes with a full forward per token (no cache, no generate())."""
+    ids = prefix
+    for _ in range(num_tokens):
+        next_token = gpt(ids).logits[:, -1, :K].argmax(dim=-1, keepdim=True)
+        ids = torch.cat([ids, next_token], dim=1)
+    return ids[:, prefix.shape[1] :]
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
+def test_output_types_and_shapes():
+    pipe = make_pipeline()
+    pil = pipe(batch_size=2, num_images_per_prompt=2, generator=seeded())
+    assert isinstance(pil, TamingPipelineOutput)
+    assert len(pil.images) == 4 and all(isinstance(image, PIL.Image.Image) for image in pil.images)
+    assert pil.images[0].size == (8, 8)
+    assert pil.indices.shape == (4, 4, 4) and pil.indices.dtype == torch.long
+
+    array = pipe(batch_size=2, generator=seeded(), output_type="np").images
+    assert isinstance(array, np.ndarray) and array.shape == (2, 8, 8, 3)
+    assert 0.0 <= array.min() and array.max() <= 1.0
+    tensor = pipe(batch_size=2, generator=seeded(), output_type="pt").images
+    assert tensor.shape == (2, 3, 8, 8)
+    np.testing.assert_allclose(tensor.permute(0, 2, 3, 1).numpy(), array, atol=1e-6)
+
+    latent = pipe(batch_size=2, generator=seeded(), output_type="latent")
+    assert torch.equal(latent.images, latent.indices) and latent.indices.shape == (2, 4, 4)
+    images, indices = pipe(batch_size=1, generator=seeded(), output_type="latent", return_dict=False)
+    assert torch.equal(images, indices)
+
+
+def test_non_square_size_from_height_width():
+    pipe = make_pipeline(n_positions=17)
+    indices = pipe(height=4, width=8, generator=seeded(), output_type="latent").indices
+    assert indices.shape == (1, 2, 4)
+
+
+def test_seeded_generator_is_deterministic():
+    pipe = make_pipeline()
+    first = pipe(batch_size=3, generator=seeded(7), output_type="latent").indices
+    second = pipe(batch_size=3, generator=seeded(7), output_type="latent").indices
+    other = pipe(batch_size=3, generator=seeded(8), output_type="latent").indices
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+    per_image = pipe(batch_size=2, generator=[seeded(1), seeded(2)], output_type="latent").indices
+    assert torch.equal(per_image, pipe(batch_size=2, generator=[seeded(1), seeded(2)], output_type="latent").indices)
+
+
+def test_top_k_1_equals_greedy_decoding():
+    pipe = make_pipeline()
+    indices = pipe(batch_size=2, top_k=1, generator=seeded(), output_type="latent").indices
+    prefix = torch.full((2, 1), pipe.config.sos_token_id)
+    expected = greedy_reference(pipe.transformer, prefix, 16)
+    assert torch.equal(indices.reshape(2, -1), expected)
+
+
+def test_samples_never_leave_image_codes():
+    pipe = make_pipeline()
+
+    def favour_special_tokens(module, inputs, logits):
+        logits[..., K:] += 100.0
+        return logits
+
+    pipe.transformer.lm_head.register_forward_hook(favour_special_tokens)
+    with torch.no_grad():
+        raw = pipe.transformer(torch.tensor([[pipe.config.sos_token_id]])).logits[0, -1]
+    assert raw.argmax() >= K  # unrestricted, the model would emit a special token
+    indices = pipe(batch_size=4, temperature=5.0, generator=seeded(), output_type="latent").indices
+    assert indices.min() >= 0 and indices.max() < K
+
+
+def test_top_p_and_temperature_run_and_stay_in_range():
+    pipe = make_pipeline()
+    indices = pipe(batch_size=2, top_p=0.5, temperature=0.7, generator=seeded(), output_type="latent").indices
+    assert indices.shape == (2, 4, 4) and indices.max() < K
+
+
+# ---------------------------------------------------------------------------------- conditioning
+
+
+def test_class_conditional_top_k_1_matches_reference():
+    pipe = make_pipeline("class")
+    indices = pipe(class_labels=[0, 2], top_k=1, generator=seeded(), output_type="latent").indices
+    expected = greedy_reference(pipe.transformer, torch.tensor([[K + 0], [K + 2]]), 16)
+    assert torch.equal(indices.reshape(2, -1), expected)
+
+
+def test_get_label_ids():
+    pipe = make_pipeline("class", id2label={0: "tench, Tinca tinca", 1: "goldfish", 2: "shark"})
+    assert pipe.get_label_ids(["goldfish", "tench", "shark"]) == [1, 0, 2]
+    assert pipe.config.id2label[0] == "tench, Tinca tinca"
+    with pytest.raises(ValueError, match=r"Unknown class names \['cat'\]"):
+        pipe.get_label_ids("cat")
+
+
+def test_guidance_scale_1_equals_no_guidance():
+    pipe = make_pipeline("class", with_null=True)
+    plain = pipe(class_labels=[1, 2], generator=seeded(3), output_type="latent").indices
+    guided = pipe(class_labels=[1, 2], guidance_scale=1.0, generator=seeded(3), output_type="latent").indices
+    assert torch.equal(plain, guided)
+
+
+@torch.no_grad()
+def test_guidance_matches_reference_formula():
+    pipe = make_pipeline("class", with_null=True)
+    scale = 3.0
+    indices = pipe(class_labels=[1], guidance_scale=scale, top_k=1, generator=seeded(), output_type="latent").indices
+    gpt, null = pipe.transformer, pipe.config.null_class_token_id
+    tokens = torch.zeros(1, 0, dtype=torch.long)
+    for _ in range(16):
+        conditional = gpt(torch.cat([torch.tensor([[K + 1]]), tokens], 1)).logits[:, -1].log_softmax(-1)
+        unconditional = gpt(torch.cat([torch.tensor([[null]]), tokens], 1)).logits[:, -1].log_softmax(-1)
+        guided = unconditional + scale * (conditional - unconditional)
+        tokens = torch.cat([tokens, guided[:, :K].argmax(-1, keepdim=True)], 1)
+    assert torch.equal(indices.reshape(1, -1), tokens)
+    assert not torch.equal(indices.reshape(1, -1), greedy_reference(gpt, torch.tensor([[K + 1]]), 16))
+
+
+def test_spatial_conditioning_uses_condition_codes_as_prefix():
+    pipe = make_spatial_pipeline()
+    condition = torch.rand(2, 1, 8, 8) * 2 - 1
+    out = pipe(condition_image=condition, top_k=1, output_type="latent")
+    codes = pipe.condition_vqgan.encode(condition).indices.reshape(2, -1) + K
+    assert torch.equal(out.indices.reshape(2, -1), greedy_reference(pipe.transformer, codes, 16))
+    pil_condition = PIL.Image.fromarray(np.zeros((8, 8), dtype=np.uint8))
+    assert pipe(condition_image=pil_condition, num_images_per_prompt=2, output_type="latent").indices.shape == (
+        2,
+        4,
+        4,
+    )
+
+
+def test_completion_keeps_top_rows():
+    pipe = make_pipeline("completion")
+    image = torch.rand(2, 3, 8, 8) * 2 - 1
+    given = pipe.vqgan.encode(image).indices
+    out = pipe(image=image, num_rows_to_keep=3, top_k=1, output_type="latent").indices
+    assert torch.equal(out[:, :3], given[:, :3])
+    prefix = torch.cat([torch.full((2, 1), pipe.config.sos_token_id), given[:, :3].reshape(2, -1)], 1)
+    assert torch.equal(out[:, 3:].reshape(2, -1), greedy_reference(pipe.transformer, prefix, 4))
+
+
+def test_token_order_is_honoured():
+    order = list(reversed(range(16)))  # generate bottom-right first
+    pipe = make_pipeline(token_order=order)
+    indices = pipe(top_k=1, output_type="latent").indices
+    generated = greedy_reference(pipe.transformer, torch.tensor([[pipe.config.sos_token_id]]), 16)[0]
+    flat = indices.reshape(-1)
+    assert all(flat[order[i]] == generated[i] for i in range(16))
+    assert torch.equal(flat, generated.flip(0))
+
+
+# -------------------------------------------------------------------------------- sliding window
+
+
+def reference_window_start(i, size, window=WINDOW):
+    """The original's `local_i` formula, written out, turned into the window's first row."""
+    half = window // 2
+    local = i if i <= half else (window - (size - i) if size - i < half else half)
+    return i - local
+
+
+def test_window_start_matches_original_formula():
+    for size in (4, 5, 8, 13):
+        assert [window_start(i, size, WINDOW) for i in range(size)] == [
+            reference_window_start(i, size) if size > WINDOW else 0 for i in range(size)
+        ]
+
+
+@torch.no_grad()
+def reference_sliding_window(gpt, prefix, height, width, scale=1.0, null_prefix=None):
+    """The original's high-resolution loop: a full forward of the window before each cell, greedy."""
+    grid = torch.zeros(height, width, dtype=torch.long)
+    for i in range(height):
+        for j in range(width):
+            top, left = reference_window_start(i, height), reference_window_start(j, width)
+            window = grid[top : top + WINDOW, left : left + WINDOW].reshape(-1)
+            before = window[: (i - top) * min(width, WINDOW) + (j - left)]
+            scores = gpt(torch.cat([prefix, before])[None]).logits[0, -1].log_softmax(-1)
+            if scale != 1.0:
+                unconditional = gpt(torch.cat([null_prefix, before])[None]).logits[0, -1].log_softmax(-1)
+                scores = unconditional + scale * (scores - unconditional)
+            grid[i, j] = scores[:K].argmax()
+    return grid
+
+
+@pytest.mark.parametrize("height, width", [(16, 8), (8, 16), (12, 12)])
+def test_sliding_window_on_grid_twice_the_context(height, width):
+    pipe = make_pipeline()  # context: SOS + 16 image tokens (4x4); 8x4 and 4x8 grids hold 32 tokens
+    out = pipe(height=height, width=width, top_k=1, output_type="latent").indices
+    assert out.shape == (1, height // 2, width // 2) and out.max() < K
+    sos = torch.tensor([pipe.config.sos_token_id])
+    assert torch.equal(out[0], reference_sliding_window(pipe.transformer, sos, height // 2, width // 2))
+    again = pipe(height=height, width=width, generator=seeded(4), output_type="latent").indices
+    assert torch.equal(again, pipe(height=height, width=width, generator=seeded(4), output_type="latent").indices)
+
+
+def test_sliding_window_guidance_matches_reference():
+    pipe = make_pipeline("class", with_null=True)
+    out = pipe(class_labels=[2], height=12, width=10, guidance_scale=2.5, top_k=1, output_type="latent").indices
+    null = torch.tensor([pipe.config.null_class_token_id])
+    expected = reference_sliding_window(pipe.transformer, torch.tensor([K + 2]), 6, 5, 2.5, null)
+    assert torch.equal(out[0], expected)
+
+
+def test_sliding_window_class_guidance_and_completion():
+    pipe = make_pipeline("class", with_null=True)
+    out = pipe(class_labels=[0, 1], height=16, width=16, guidance_scale=2.0, output_type="latent").indices
+    assert out.shape == (2, 8, 8) and out.max() < K
+    image = torch.rand(1, 3, 16, 8) * 2 - 1
+    given = pipe.vqgan.encode(image).indices
+    completed = pipe(class_labels=[2], image=image, num_rows_to_keep=5, output_type="latent").indices
+    assert torch.equal(completed[:, :5], given[:, :5])
+
+
+def test_sliding_window_spatial():
+    pipe = make_spatial_pipeline()
+    condition = torch.rand(1, 1, 16, 12) * 2 - 1
+    out = pipe(condition_image=condition, generator=seeded(), output_type="latent").indices
+    assert out.shape == (1, 8, 6) and out.max() < K
+
+
+# ----------------------------------------------------------------------------------------- errors
+
+
+def test_error_vocabulary_too_small():
+    with pytest.raises(ValueError, match=r"vocabulary \(vocab_size=17\) is too small .* need vocab_size >= 19"):
+        TamingPipeline(tiny_vqgan(), tiny_gpt(17, 17), conditioning="class", num_condition_tokens=3)
+
+
+def test_error_context_too_short():
+    pipe = make_pipeline(n_positions=10)
+    with pytest.raises(ValueError, match=r"context \(n_positions=10\) is too short .* need n_positions >= 16"):
+        pipe(output_type="latent")
+
+
+def test_error_class_id_out_of_range():
+    pipe = make_pipeline("class")
+    with pytest.raises(
+        ValueError, match=r"Class id 3 is outside the model's classes: class_labels must lie in \[0, 3\)"
+    ):
+        pipe(class_labels=[0, 3])
+    with pytest.raises(ValueError, match="pass class_labels"):
+        pipe()
+
+
+def test_error_condition_image_wrong_size_or_channels():
+    pipe = make_spatial_pipeline()
+    with pytest.raises(ValueError, match="condition_image has 3 channels, but its VQGAN expects 1"):
+        pipe(condition_image=torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"encodes to a 4x4 code grid, but the image grid is 6x4"):
+        pipe(condition_image=torch.zeros(1, 1, 8, 8), height=12, width=8)
+    with pytest.raises(ValueError, match="not divisible by its VQGAN's downsampling factor 2"):
+        pipe(condition_image=torch.zeros(1, 1, 7, 8))
+
+
+def test_error_guidance_without_null_class():
+    pipe = make_pipeline("class")
+    with pytest.raises(
+        ValueError, match=r"guidance_scale=3.0 needs a class-conditional model trained with a null class"
+    ):
+        pipe(class_labels=[0], guidance_scale=3.0)
+
+
+def test_error_bad_token_order_and_size():
+    pipe = make_pipeline(token_order=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"token_order must be a permutation of range\(16\)"):
+        pipe()
+    with pytest.raises(ValueError, match="positive multiples of the VQGAN's downsampling factor 2, got 7x8"):
+        make_pipeline()(height=7, width=8)
+
+
+# ------------------------------------------------------------------------------- saving, loading
+
+
+def test_save_load_round_trip(tmp_path):
+    pipe = make_pipeline("class", with_null=True, id2label={0: "a", 1: "b", 2: "c"}, token_order=list(range(16))[::-1])
+    pipe.save_pretrained(tmp_path)
+    loaded = TamingPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.layout == pipe.layout
+    assert loaded.config.id2label == {0: "a", 1: "b", 2: "c"}
+    assert loaded.config.token_order == list(range(16))[::-1]
+    assert isinstance(loaded.vqgan, VQGANModel) and loaded.condition_vqgan is None
+    kwargs = dict(class_labels=[0, 2], guidance_scale=2.0, generator=seeded(5), output_type="latent")
+    expected = pipe(**kwargs).indices
+    kwargs["generator"] = seeded(5)
+    assert torch.equal(loaded(**kwargs).indices, expected)
+
+
+def populate_hub_cache(folder: Path, cache: Path, repo_id: str) -> None:
+    """Lay `folder` out as the Hub cache would after a download: refs, snapshot and tree listing."""
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            name = path.relative_to(folder).as_posix()
+            target = snapshot / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+            files[name] = {"size": path.stat().st_size, "blob_id": hashlib.sha1(path.read_bytes()).hexdigest()}
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "trees").mkdir()
+    (repo / "trees" / f"{commit}.json").write_text(json.dumps({"format_version": 1, "files": files}))
+
+
+def test_repo_id_loads_offline_without_remote_code(tmp_path):
+    pipe = make_spatial_pipeline()
+    pipe.save_pretrained(tmp_path / "saved")
+    populate_hub_cache(tmp_path / "saved", tmp_path / "hub", "taming-hf/tiny-spatial")
+    expected = pipe(condition_image=torch.zeros(1, 1, 8, 8), top_k=1, output_type="latent").indices
+    script = (
+        "import torch; from taming_hf import TamingPipeline\n"
+        "pipe = TamingPipeline.from_pretrained('taming-hf/tiny-spatial')\n"
+        "out = pipe(condition_image=torch.zeros(1, 1, 8, 8), top_k=1, output_type='latent')\n"
+        "print('INDICES', out.indices.flatten().tolist())\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hub"))
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("INDICES"))
+    assert json.loads(line.split(" ", 1)[1]) == expected.flatten().tolist()
+
+
+def test_model_card_content():
+    pipe = make_pipeline("class", with_null=True)
+    card = pipe.create_model_card("someone/tiny-imagenet", metrics={"FID": 15.98})
+    text = str(card)
+    assert card.data.library_name == "taming_hf" and card.data.pipeline_tag == "image-generation"
+    assert 'TamingPipeline.from_pretrained("someone/tiny-imagenet")' in text
+    assert "pipe(class_labels=[1, 2]" in text
+    assert "| conditioning | class |" in text and "| null_class_token_id | 19 |" in text
+    assert "| vocab_size / context | 20 / 17 |" in text
+    assert "| FID | 15.98 |" in text
+    assert "No evaluation metrics" in str(make_pipeline().create_model_card())
+
+
+def test_push_to_hub_uploads_folder_with_card(monkeypatch):
+    from huggingface_hub import HfApi
+
+    uploaded = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def fake_upload_folder(self, repo_id, folder_path, **kwargs):
+        root = Path(folder_path)
+        uploaded.update({p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+        return "commit-url"
+
+    monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    assert make_pipeline().push_to_hub("someone/tiny", metrics={"FID": 9.6}) == "commit-url"
+    assert {"model_index.json", "README.md", "vqgan/config.json", "transformer/config.json"} <= set(uploaded)
+    assert b"| FID | 9.6 |" in uploaded["README.md"]
+
+
+def test_gumbel_sampling_matches_softmax_distribution():
+    from taming_hf.pipelines.taming.sampling import build_logits_processors
+
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 5.0]]).repeat(20000, 1)  # the last id is not an image code
+    processors = build_logits_processors(4, 5, temperature=0.5, generator=seeded())
+    samples = processors(None, logits.clone()).argmax(dim=-1)
+    frequencies = torch.bincount(samples, minlength=5).float() / samples.numel()
+    expected = torch.softmax(logits[0, :4] / 0.5, dim=-1)
+    assert frequencies[4] == 0
+    torch.testing.assert_close(frequencies[:4], expected, atol=0.01, rtol=0)
+
+
+def test_error_missing_inputs_and_bad_output_type():
+    with pytest.raises(ValueError, match="This is a completion pipeline: pass the image to complete"):
+        make_pipeline("completion")()
+    with pytest.raises(ValueError, match="This is a spatially conditioned pipeline: pass a condition_image"):
+        make_spatial_pipeline()()
+    with pytest.raises(ValueError, match=r"output_type must be one of 'pil', 'np', 'pt', 'latent', got 'jpg'"):
+        make_pipeline()(output_type="jpg")
+    with pytest.raises(ValueError, match=r"num_rows_to_keep must lie in \[0, 4\], got 5"):
+        make_pipeline("completion")(image=torch.zeros(1, 3, 8, 8), num_rows_to_keep=5)
+    with pytest.raises(ValueError, match="conditioning='spatial' needs a condition_vqgan"):
+        TamingPipeline(tiny_vqgan(), tiny_gpt(20, 32), conditioning="spatial", num_condition_tokens=4)
