@@ -253,3 +253,119 @@ def test_script_end_to_end(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (out / "config.json").exists() and (out / "preprocessor_config.json").exists()
+
+
+# ---------------------------------------------------------------- Net2NetTransformer
+
+NUM_IMAGE_CODES, GRID = 16, 8  # the tiny first stage: 16 codes on an 8x8 grid for 16x16 images
+LABELATOR = "taming.modules.util.Labelator"
+DEPTH_DDCONFIG = dict(TINY_DDCONFIG, in_channels=1, out_ch=1)
+
+
+def vqgan_stage(ddconfig, n_embed):
+    params = {"ddconfig": ddconfig, "lossconfig": DUMMY_LOSS, "n_embed": n_embed, "embed_dim": 8}
+    return {"target": "taming.models.vqgan.VQModel", "params": params}
+
+
+def original_net2net(conditioning: str, permuter: str = None, seed: int = 0):
+    """A tiny original Net2NetTransformer (its `params` too) with weights large enough to matter."""
+    torch.manual_seed(seed)
+    cond_stage = {
+        "unconditional": "__is_unconditional__",
+        "class": {"target": LABELATOR, "params": {"n_classes": 10}},
+        "depth": vqgan_stage(DEPTH_DDCONFIG, 12),
+    }[conditioning]
+    block_size = 2 * GRID * GRID if conditioning == "depth" else GRID * GRID
+    gpt = {"vocab_size": NUM_IMAGE_CODES, "block_size": block_size, "n_layer": 2, "n_head": 4, "n_embd": 32}
+    params = {
+        "transformer_config": {"target": "taming.modules.transformer.mingpt.GPT", "params": gpt},
+        "first_stage_config": vqgan_stage(TINY_DDCONFIG, NUM_IMAGE_CODES),
+        "cond_stage_config": cond_stage,
+        "first_stage_key": "image",
+        "cond_stage_key": "depth" if conditioning == "depth" else "class_label",
+    }
+    if permuter:
+        params["permuter_config"] = {
+            "target": f"taming.modules.transformer.permuter.{permuter}",
+            "params": {"H": GRID, "W": GRID},
+        }
+    model = import_original_taming("taming.models.cond_transformer").Net2NetTransformer(**params).eval()
+    with torch.no_grad():
+        for parameter in model.transformer.parameters():
+            parameter.normal_(std=0.3)
+        model.first_stage_model.quantize.embedding.weight.normal_(std=0.5)
+        if conditioning == "depth":
+            model.cond_stage_model.quantize.embedding.weight.normal_(std=0.5)
+    return model, params
+
+
+def convert_net2net(tmp_path, conditioning, permuter=None):
+    original, params = original_net2net(conditioning, permuter)
+    ckpt = tmp_path / "transformer.ckpt"
+    torch.save(lightning_checkpoint(original.state_dict()), ckpt)
+    config = save_yaml(tmp_path / "transformer.yaml", "taming.models.cond_transformer.Net2NetTransformer", params)
+    out = tmp_path / "pipeline"
+    assert convert_main(["--checkpoint", str(ckpt), "--config", str(config), "--output_dir", str(out)]) == 0
+    from taming_hf.pipelines.taming import TamingPipeline
+
+    return original, TamingPipeline.from_pretrained(out)
+
+
+def compare_logits(original, pipeline, original_prefix, our_prefix):
+    """Max |difference| of the logits over image codes for the same sequence in both vocabularies."""
+    codes = torch.randint(0, NUM_IMAGE_CODES, (original_prefix.shape[0], GRID * GRID))
+    with torch.no_grad():
+        theirs, _ = original.transformer(torch.cat([original_prefix, codes], 1)[:, :-1])
+        ours = pipeline.transformer(torch.cat([our_prefix, codes], 1)[:, :-1]).logits
+    assert ours.shape[-1] == pipeline.layout.vocab_size
+    return (ours[..., :NUM_IMAGE_CODES] - theirs[..., :NUM_IMAGE_CODES]).abs().max().item()
+
+
+def test_unconditional_transformer_parity(tmp_path):
+    original, pipeline = convert_net2net(tmp_path, "unconditional")
+    layout = pipeline.layout
+    assert (layout.conditioning, layout.sos_token_id, layout.vocab_size) == ("unconditional", 16, 17)
+    assert pipeline.config.token_order is None
+    sos = torch.full((3, 1), original.sos_token)
+    assert compare_logits(original, pipeline, sos, torch.full((3, 1), layout.sos_token_id)) < 1e-4
+    # the image VQGAN came along with the prior
+    pixels = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        _, _, (_, _, theirs) = original.first_stage_model.encode(pixels)
+        assert torch.equal(pipeline.vqgan.encode(pixels).indices.flatten(), theirs.flatten())
+    images = pipeline(batch_size=1, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert images.shape == (1, 3, 16, 16)
+
+
+def test_class_conditional_transformer_parity(tmp_path):
+    original, pipeline = convert_net2net(tmp_path, "class")
+    layout = pipeline.layout
+    assert (layout.conditioning, layout.num_condition_tokens, layout.vocab_size) == ("class", 10, 26)
+    labels = torch.tensor([[0], [3], [9]])
+    assert compare_logits(original, pipeline, labels, labels + layout.condition_offset) < 1e-4
+
+
+def test_depth_conditional_transformer_parity(tmp_path):
+    original, pipeline = convert_net2net(tmp_path, "depth")
+    assert pipeline.layout.conditioning == "spatial" and pipeline.layout.num_condition_tokens == 12
+    depth = torch.rand(2, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        _, theirs = original.encode_to_c(depth)
+        theirs = theirs.reshape(2, -1)  # the original's VQModel returns flat indices
+        ours = pipeline.condition_vqgan.encode(depth).indices.flatten(1)
+    assert torch.equal(ours, theirs)  # the condition VQGAN converted too
+    assert compare_logits(original, pipeline, theirs, ours + pipeline.layout.condition_offset) < 1e-4
+
+
+@pytest.mark.parametrize("permuter", ["Subsample", "ZCurve", "SpiralOut", "AlternateParsing"])
+def test_permuter_becomes_token_order(tmp_path, permuter):
+    original, pipeline = convert_net2net(tmp_path, "unconditional", permuter)
+    raster = torch.arange(GRID * GRID)[None]
+    assert pipeline.config.token_order == original.permuter(raster)[0].tolist()
+
+
+def test_transformer_without_config_fails_clearly(tmp_path, capsys):
+    original, _ = original_net2net("unconditional")
+    torch.save({"state_dict": original.state_dict()}, tmp_path / "t.ckpt")
+    assert convert_main(["--checkpoint", str(tmp_path / "t.ckpt"), "--output_dir", str(tmp_path / "o")]) == 1
+    assert "--config" in capsys.readouterr().err

@@ -8,7 +8,9 @@ import yaml
 from safetensors.torch import save_file
 
 from ..models.vqgan import VQGANImageProcessor
+from .errors import ConversionError
 from .safe_pickle import LazyTensor, load_checkpoint_safely, materialize_state_dict
+from .transformer import TRANSFORMER_TARGET, convert_transformer
 from .vqgan import (
     EXPECTED_VQGAN_KEYS,
     VQGAN_TARGETS,
@@ -22,17 +24,12 @@ from .vqgan import (
     vqgan_config_from_yaml,
 )
 
-TRANSFORMER_TARGET = "taming.models.cond_transformer.Net2NetTransformer"
 EXPECTED_TRANSFORMER_KEYS = (
     "transformer.tok_emb.weight",
     "transformer.pos_emb",
     "transformer.blocks.0.attn.query.weight",
     "first_stage_model.encoder.conv_in.weight (the image VQGAN)",
 )
-
-
-class ConversionError(ValueError):
-    """The input cannot be converted; the message says what was expected."""
 
 
 def read_state_dict(path: str) -> Dict[str, LazyTensor]:
@@ -147,8 +144,6 @@ def convert_checkpoint(
     if kind == "vqgan":
         convert_vqgan(state_dict, model_config, output_dir, resolution, keep_discriminator, verbose)
     else:
-        from .transformer import convert_transformer  # noqa: PLC0415 - keeps VQGAN-only use light
-
         convert_transformer(state_dict, model_config, output_dir, resolution, verbose)
     print(f"Wrote a converted {kind} to {output_dir}")
     if push_to_hub:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from ..models.vqgan import VQGANConfig, VQGANModel
+from .errors import ConversionError
 
 # `model.target` values of the original configs that describe a VQGAN of this layout.
 VQGAN_TARGETS = {
@@ -120,7 +121,7 @@ def vqgan_config_from_state_dict(state_dict: Mapping[str, Any], resolution: int 
     base_channels, in_channels = state_dict["encoder.conv_in.weight"].shape[:2]
     latent_channels = state_dict["post_quant_conv.weight"].shape[0]
     if state_dict["encoder.conv_out.weight"].shape[0] != latent_channels:
-        raise ValueError(
+        raise ConversionError(
             "The encoder outputs twice the latent channels (double_z=True): this is a KL autoencoder, not a VQGAN."
         )
     levels = _indices_under(state_dict, r"encoder\.down\.(\d+)\.")
@@ -150,9 +151,9 @@ def vqgan_config_from_yaml(params: Mapping[str, Any], target: str, resolution: O
     """Build the config from an original `model.params` block (`ddconfig`, `n_embed`, `embed_dim`)."""
     ddconfig = params["ddconfig"]
     if ddconfig.get("double_z", False):
-        raise ValueError("ddconfig.double_z is true: this is a KL autoencoder, not a VQGAN.")
+        raise ConversionError("ddconfig.double_z is true: this is a KL autoencoder, not a VQGAN.")
     if params.get("remap"):
-        raise ValueError(f"Codebook remapping (remap={params['remap']!r}) is not supported by the converter.")
+        raise ConversionError(f"Codebook remapping (remap={params['remap']!r}) is not supported by the converter.")
     return VQGANConfig(
         embed_dim=params["embed_dim"],
         num_embeddings=params["n_embed"],
@@ -182,7 +183,7 @@ def build_vqgan(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig) -> 
         if key in model.state_dict() and model.state_dict()[key].shape != value.shape
     ]
     if missing or unexpected or shape_errors:
-        raise ValueError(
+        raise ConversionError(
             "The VQGAN weights do not fit the configuration "
             f"(missing {missing}, unexpected {unexpected}, shape mismatches {shape_errors}). "
             "If you passed --config, check it belongs to this checkpoint."
