@@ -5,6 +5,7 @@ Checkpoints are built here with random weights from the original implementation'
 through the converter, and compared output for output with the original.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -274,8 +275,9 @@ def original_net2net(conditioning: str, permuter: str = None, seed: int = 0):
         "unconditional": "__is_unconditional__",
         "class": {"target": LABELATOR, "params": {"n_classes": 10}},
         "depth": vqgan_stage(DEPTH_DDCONFIG, 12),
+        "coordinates": {"target": "taming.modules.misc.coord.CoordStage", "params": {"n_embed": 8, "down_factor": 2}},
     }[conditioning]
-    block_size = 2 * GRID * GRID if conditioning == "depth" else GRID * GRID
+    block_size = 2 * GRID * GRID if conditioning in ("depth", "coordinates") else GRID * GRID
     gpt = {"vocab_size": NUM_IMAGE_CODES, "block_size": block_size, "n_layer": 2, "n_head": 4, "n_embd": 32}
     params = {
         "transformer_config": {"target": "taming.modules.transformer.mingpt.GPT", "params": gpt},
@@ -299,13 +301,16 @@ def original_net2net(conditioning: str, permuter: str = None, seed: int = 0):
     return model, params
 
 
-def convert_net2net(tmp_path, conditioning, permuter=None):
+def convert_net2net(tmp_path, conditioning, permuter=None, extra_args=()):
     original, params = original_net2net(conditioning, permuter)
     ckpt = tmp_path / "transformer.ckpt"
     torch.save(lightning_checkpoint(original.state_dict()), ckpt)
     config = save_yaml(tmp_path / "transformer.yaml", "taming.models.cond_transformer.Net2NetTransformer", params)
     out = tmp_path / "pipeline"
-    assert convert_main(["--checkpoint", str(ckpt), "--config", str(config), "--output_dir", str(out)]) == 0
+    argv = ["--checkpoint", str(ckpt), "--config", str(config), "--output_dir", str(out), *extra_args]
+    assert convert_main(argv) == 0
+    if conditioning == "coordinates":
+        return original, out
     from taming_hf.pipelines.taming import TamingPipeline
 
     return original, TamingPipeline.from_pretrained(out)
@@ -338,9 +343,12 @@ def test_unconditional_transformer_parity(tmp_path):
 
 
 def test_class_conditional_transformer_parity(tmp_path):
-    original, pipeline = convert_net2net(tmp_path, "class")
+    labels_file = tmp_path / "id2label.json"
+    labels_file.write_text(json.dumps({str(i): f"class {i}" for i in range(10)}))
+    original, pipeline = convert_net2net(tmp_path, "class", extra_args=["--id2label", str(labels_file)])
     layout = pipeline.layout
     assert (layout.conditioning, layout.num_condition_tokens, layout.vocab_size) == ("class", 10, 26)
+    assert pipeline.get_label_ids(["class 3"]) == [3]
     labels = torch.tensor([[0], [3], [9]])
     assert compare_logits(original, pipeline, labels, labels + layout.condition_offset) < 1e-4
 
@@ -355,6 +363,33 @@ def test_depth_conditional_transformer_parity(tmp_path):
         ours = pipeline.condition_vqgan.encode(depth).indices.flatten(1)
     assert torch.equal(ours, theirs)  # the condition VQGAN converted too
     assert compare_logits(original, pipeline, theirs, ours + pipeline.layout.condition_offset) < 1e-4
+
+
+def test_coordinate_conditional_transformer_parity(tmp_path):
+    """CoordStage has no VQGAN to put in a pipeline: the prior and the image VQGAN are written as components,
+    the coordinate tokens (round(n_embed * coordinate), so n_embed + 1 of them) at the condition offset."""
+    original, out = convert_net2net(tmp_path, "coordinates")
+    from transformers import GPT2LMHeadModel
+
+    described = json.loads((out / "coordinate_conditioning.json").read_text())
+    assert (described["num_condition_tokens"], described["down_factor"]) == (9, 2)
+    assert VQGANModel.from_pretrained(out / "vqgan").config.num_embeddings == NUM_IMAGE_CODES
+    converted = types.SimpleNamespace(transformer=GPT2LMHeadModel.from_pretrained(out / "transformer"))
+    converted.layout = types.SimpleNamespace(vocab_size=NUM_IMAGE_CODES + 9)
+    coordinates = torch.linspace(0, 1, 16 * 16).reshape(1, 1, 16, 16).repeat(2, 1, 1, 1)
+    _, _, (_, _, theirs) = original.cond_stage_model.encode(coordinates)
+    theirs = theirs.reshape(2, -1)
+    assert theirs.max() == 8 and theirs.min() == 0
+    assert compare_logits(original, converted, theirs, theirs + NUM_IMAGE_CODES) < 1e-4
+
+
+def test_resolution_flag_keeps_attention_placement(tmp_path):
+    _, ckpt, config = save_vqgan_checkpoint(tmp_path)
+    out = tmp_path / "converted"
+    argv = ["--checkpoint", str(ckpt), "--config", str(config), "--output_dir", str(out), "--resolution", "32"]
+    assert convert_main(argv) == 0
+    converted = VQGANModel.from_pretrained(out).config
+    assert (converted.resolution, converted.attn_resolutions) == (32, [16])
 
 
 @pytest.mark.parametrize("permuter", ["Subsample", "ZCurve", "SpiralOut", "AlternateParsing"])

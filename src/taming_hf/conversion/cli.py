@@ -19,11 +19,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="Path to the original .ckpt file.")
     parser.add_argument("--config", help="The original YAML config. Required for transformers; optional for VQGANs.")
     parser.add_argument("--output_dir", required=True, help="Where to write the converted model.")
-    parser.add_argument("--resolution", type=int, help="Training resolution (default: the config's, else 256).")
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        help="VQGAN checkpoints only: resolution to record (default: the config's, else 256).",
+    )
     parser.add_argument(
         "--keep_discriminator",
         action="store_true",
         help="Also write the PatchGAN discriminator (to resume GAN training) to OUTPUT_DIR/discriminator.",
+    )
+    parser.add_argument(
+        "--id2label", help="JSON file mapping class ids to names (class-conditional transformers), for get_label_ids."
     )
     parser.add_argument("--push_to_hub", metavar="REPO_ID", help="Upload the result to this Hub repository.")
     parser.add_argument("--verbose", action="store_true", help="List every key used and dropped.")
@@ -41,6 +48,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             keep_discriminator=args.keep_discriminator,
             push_to_hub=args.push_to_hub,
             verbose=args.verbose,
+            id2label=args.id2label,
         )
     except (ConversionError, UnsafeCheckpointError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -62,6 +62,15 @@ def read_yaml_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     return document["model"]
 
 
+def read_id2label(path: str) -> Dict[int, str]:
+    """Class names for a class-conditional prior, from a JSON object `{"0": "tench", ...}`."""
+    with open(path) as handle:
+        mapping = json.load(handle)
+    if not isinstance(mapping, dict):
+        raise ConversionError(f"{path} must hold a JSON object mapping class ids to names.")
+    return {int(key): str(value) for key, value in mapping.items()}
+
+
 def detect_kind(state_dict: Mapping[str, Any], model_config: Optional[Mapping[str, Any]], path: str) -> str:
     """`"vqgan"` or `"transformer"`, from the YAML target when given, else from the keys."""
     if model_config is not None:
@@ -123,7 +132,7 @@ def save_discriminator(state_dict: Mapping[str, LazyTensor], loss_params, direct
     """The original PatchGAN weights as safetensors plus a JSON description, to resume GAN training."""
     os.makedirs(directory, exist_ok=True)
     tensors = {key: value.contiguous() for key, value in materialize_state_dict(state_dict).items()}
-    save_file(tensors, os.path.join(directory, "model.safetensors"))
+    save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(directory, "config.json"), "w") as handle:
         json.dump(discriminator_config(tensors, loss_params), handle, indent=2)
 
@@ -136,6 +145,7 @@ def convert_checkpoint(
     keep_discriminator: bool = False,
     push_to_hub: Optional[str] = None,
     verbose: bool = False,
+    id2label: Optional[str] = None,
 ) -> str:
     """Convert one original checkpoint; returns the kind written (`"vqgan"` or `"transformer"`)."""
     model_config = read_yaml_config(config)
@@ -144,7 +154,8 @@ def convert_checkpoint(
     if kind == "vqgan":
         convert_vqgan(state_dict, model_config, output_dir, resolution, keep_discriminator, verbose)
     else:
-        convert_transformer(state_dict, model_config, output_dir, resolution, verbose)
+        labels = read_id2label(id2label) if id2label else None
+        convert_transformer(state_dict, model_config, output_dir, resolution, verbose, labels)
     print(f"Wrote a converted {kind} to {output_dir}")
     if push_to_hub:
         upload(output_dir, push_to_hub)

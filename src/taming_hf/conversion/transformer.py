@@ -288,6 +288,11 @@ def convert_net2net(
             "Transformer checkpoints need their original YAML (--config): the number of attention heads and the "
             "conditioning cannot be read from the weights."
         )
+    if resolution is not None:
+        raise ConversionError(
+            "--resolution applies to VQGAN checkpoints only: a prior's sampling window is fixed by its training "
+            "resolution (sample other sizes with the pipeline's height / width)."
+        )
     params = model_config["params"]
     kind, stage = condition_stage(params)
     accounting = KeyAccounting()
@@ -321,11 +326,19 @@ def convert_net2net(
     weights = {key: value for key, value in mingpt.items() if not key.endswith("attn.mask")}
     transformer = convert_mingpt(materialize_state_dict(weights), int(gpt_params["n_head"]), plan, gpt_params)
     grid = vqgan.config.resolution // vqgan.config.downsample_factor
+    prefix = grid * grid if kind in ("vqgan", "coordinates") else 1
+    if transformer.config.n_positions < prefix + grid * grid - 1:
+        raise ConversionError(
+            f"block_size={transformer.config.n_positions} cannot hold a {prefix}-token prefix and a {grid}x{grid} "
+            "latent grid at the first stage's training resolution; check the config's ddconfig.resolution."
+        )
     token_order = read_token_order(state_dict, grid * grid, accounting)
     return ConvertedTransformer(vqgan, transformer, condition_vqgan, plan, token_order, accounting, notes)
 
 
-def save_converted(converted: ConvertedTransformer, output_dir: str) -> None:
+def save_converted(
+    converted: ConvertedTransformer, output_dir: str, id2label: Optional[Dict[int, str]] = None
+) -> None:
     """A `TamingPipeline` directory; coordinate-conditioned models get their components and a JSON note."""
     layout = converted.plan.layout
     if converted.plan.kind == "coordinates":
@@ -347,6 +360,7 @@ def save_converted(converted: ConvertedTransformer, output_dir: str) -> None:
         sos_token_id=layout.sos_token_id,
         null_class_token_id=layout.null_class_token_id,
         token_order=converted.token_order,
+        id2label=id2label,
     )
     pipeline.save_pretrained(output_dir)
 
@@ -357,10 +371,13 @@ def convert_transformer(
     output_dir: str,
     resolution: Optional[int] = None,
     verbose: bool = False,
+    id2label: Optional[Dict[int, str]] = None,
 ) -> ConvertedTransformer:
     """Convert a Net2NetTransformer checkpoint and write it to `output_dir`."""
     converted = convert_net2net(state_dict, model_config, resolution)
-    save_converted(converted, output_dir)
+    if id2label is not None and converted.plan.kind != "class":
+        raise ConversionError("--id2label only applies to class-conditional transformers.")
+    save_converted(converted, output_dir, id2label)
     print(converted.accounting.summary(verbose))
     for name, value in converted.notes.items():
         print(f"note: the original used {name}={value}; apply it to condition inputs yourself.")

@@ -154,17 +154,21 @@ def vqgan_config_from_yaml(params: Mapping[str, Any], target: str, resolution: O
         raise ConversionError("ddconfig.double_z is true: this is a KL autoencoder, not a VQGAN.")
     if params.get("remap"):
         raise ConversionError(f"Codebook remapping (remap={params['remap']!r}) is not supported by the converter.")
+    # Attention sits at the levels where `ddconfig.resolution / 2**level` is listed; a different
+    # `resolution` (e.g. to sample larger images) rescales the list so the architecture is unchanged.
+    trained, resolution = ddconfig["resolution"], resolution or ddconfig["resolution"]
+    attn_resolutions = [size * resolution // trained for size in ddconfig["attn_resolutions"]]
     return VQGANConfig(
         embed_dim=params["embed_dim"],
         num_embeddings=params["n_embed"],
         latent_channels=ddconfig["z_channels"],
-        resolution=resolution or ddconfig["resolution"],
+        resolution=resolution,
         in_channels=ddconfig["in_channels"],
         out_channels=ddconfig["out_ch"],
         base_channels=ddconfig["ch"],
         channel_multiplier=list(ddconfig["ch_mult"]),
         num_res_blocks=ddconfig["num_res_blocks"],
-        attn_resolutions=list(ddconfig["attn_resolutions"]),
+        attn_resolutions=attn_resolutions,
         dropout=ddconfig.get("dropout", 0.0),
         quantizer_type=VQGAN_TARGETS.get(target, "vector"),
         legacy_beta=True,  # every official checkpoint was trained with beta on the codebook term
@@ -192,21 +196,27 @@ def build_vqgan(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig) -> 
 
 
 def discriminator_config(state_dict: Mapping[str, Any], loss_params: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Describe the original PatchGAN discriminator (`NLayerDiscriminator`) from its weights.
+    """The config of the original PatchGAN discriminator (`NLayerDiscriminator`), read off its weights.
 
+    The field names and `model_type` are those of taming_hf's `PatchGANDiscriminatorConfig`, whose
+    module names (`main.{i}`) follow the original, so the directory loads with its `from_pretrained`.
     `main` is a Sequential whose 4-d weights are its convolutions: the first, `num_layers`
-    strided or unit-stride middle ones, and the final 1-channel one.
+    middle ones and the final 1-channel one.
     """
     convs = sorted((int(key.split(".")[1]), value.shape) for key, value in state_dict.items() if len(value.shape) == 4)
     config = {
-        "original_class": "taming.modules.discriminator.model.NLayerDiscriminator",
+        "model_type": "patchgan_discriminator",
         "in_channels": int(convs[0][1][1]),
         "base_channels": int(convs[0][1][0]),
         "num_layers": len(convs) - 2,
-        "use_actnorm": any(key.endswith(".loc") for key in state_dict),
+        "max_channel_multiplier": 8,
+        "original_class": "taming.modules.discriminator.model.NLayerDiscriminator",
     }
+    if any(key.endswith(".loc") for key in state_dict):
+        config["original_norm"] = "ActNorm"  # taming_hf's discriminator uses BatchNorm; kept for the record
     if loss_params:
-        config["original_loss_params"] = {k: v for k, v in loss_params.items() if k != "perceptual_loss"}
+        # disc_start, disc_weight, codebook_weight, ...: what resuming GAN training should reuse.
+        config["original_loss_params"] = dict(loss_params)
     return config
 
 
