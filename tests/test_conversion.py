@@ -219,7 +219,7 @@ def test_foreign_class_in_pickle_becomes_placeholder_and_converts(tmp_path):
     assert (out / "model.safetensors").exists()
 
 
-def test_reduce_payload_is_never_executed(tmp_path):
+def test_reduce_payload_is_never_executed(tmp_path, capsys):
     marker = tmp_path / "pwned"
     model, _, _ = original_vqgan()
     ckpt = tmp_path / "evil.ckpt"
@@ -229,6 +229,7 @@ def test_reduce_payload_is_never_executed(tmp_path):
     out = tmp_path / "out"
     assert convert_main(["--checkpoint", str(ckpt), "--output_dir", str(out), "--resolution", "16"]) == 0
     assert not marker.exists()
+    assert f"{os.system.__module__}.system" in capsys.readouterr().out  # reported as a placeholder
     assert (out / "model.safetensors").exists()
 
 
@@ -351,6 +352,8 @@ def test_class_conditional_transformer_parity(tmp_path):
     assert pipeline.get_label_ids(["class 3"]) == [3]
     labels = torch.tensor([[0], [3], [9]])
     assert compare_logits(original, pipeline, labels, labels + layout.condition_offset) < 1e-4
+    images = pipeline(class_labels=[3], generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert images.shape == (1, 3, 16, 16)
 
 
 def test_depth_conditional_transformer_parity(tmp_path):
@@ -363,6 +366,9 @@ def test_depth_conditional_transformer_parity(tmp_path):
         ours = pipeline.condition_vqgan.encode(depth).indices.flatten(1)
     assert torch.equal(ours, theirs)  # the condition VQGAN converted too
     assert compare_logits(original, pipeline, theirs, ours + pipeline.layout.condition_offset) < 1e-4
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline(condition_image=depth[:1], generator=generator, output_type="pt").images
+    assert images.shape == (1, 3, 16, 16)
 
 
 def test_coordinate_conditional_transformer_parity(tmp_path):
@@ -397,6 +403,9 @@ def test_permuter_becomes_token_order(tmp_path, permuter):
     original, pipeline = convert_net2net(tmp_path, "unconditional", permuter)
     raster = torch.arange(GRID * GRID)[None]
     assert pipeline.config.token_order == original.permuter(raster)[0].tolist()
+    if permuter == "Subsample":  # the converted order is honoured when sampling
+        output = pipeline(generator=torch.Generator().manual_seed(0), output_type="pt")
+        assert output.indices.shape == (1, GRID, GRID)
 
 
 def test_transformer_without_config_fails_clearly(tmp_path, capsys):
@@ -404,3 +413,29 @@ def test_transformer_without_config_fails_clearly(tmp_path, capsys):
     torch.save({"state_dict": original.state_dict()}, tmp_path / "t.ckpt")
     assert convert_main(["--checkpoint", str(tmp_path / "t.ckpt"), "--output_dir", str(tmp_path / "o")]) == 1
     assert "--config" in capsys.readouterr().err
+
+
+def test_segmentation_vqgan_converts_and_drops_colorize(tmp_path, capsys):
+    """VQSegmentationModel (S-FLCKR / COCO / ADE20k cond stages): many input channels, a `colorize` buffer."""
+    torch.manual_seed(0)
+    ddconfig = dict(TINY_DDCONFIG, in_channels=5, out_ch=5)
+    loss = {"target": "taming.modules.losses.segmentation.BCELossWithQuant"}
+    params = {"n_labels": 5, "ddconfig": ddconfig, "lossconfig": loss, "n_embed": 16, "embed_dim": 8}
+    original = import_original_taming("taming.models.vqgan").VQSegmentationModel(**params).eval()
+    with torch.no_grad():
+        original.quantize.embedding.weight.normal_(std=0.5)
+    torch.save(lightning_checkpoint(original.state_dict()), tmp_path / "seg.ckpt")
+    config = save_yaml(tmp_path / "seg.yaml", "taming.models.vqgan.VQSegmentationModel", params)
+    out = tmp_path / "out"
+    assert (
+        convert_main(["--checkpoint", str(tmp_path / "seg.ckpt"), "--config", str(config), "--output_dir", str(out)])
+        == 0
+    )
+    assert "colorize" in capsys.readouterr().out
+    segmentation = torch.nn.functional.one_hot(torch.randint(0, 5, (2, 16, 16)), 5).permute(0, 3, 1, 2).float()
+    indices, reconstruction = original_codes(original, segmentation, gumbel=False)
+    ours = VQGANModel.from_pretrained(out).eval()
+    with torch.no_grad():
+        encoded = ours.encode(segmentation)
+        assert torch.equal(encoded.indices.flatten(1), indices)
+        assert relative_error(ours.decode(encoded.quantized), reconstruction) < 1e-5

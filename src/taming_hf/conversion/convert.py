@@ -34,7 +34,11 @@ EXPECTED_TRANSFORMER_KEYS = (
 
 def read_state_dict(path: str) -> Dict[str, LazyTensor]:
     """The (lazy) state dict of an original checkpoint: a Lightning dict's `state_dict`, or a bare one."""
-    content = load_checkpoint_safely(path).content
+    checkpoint = load_checkpoint_safely(path)
+    if checkpoint.foreign_globals:
+        names = ", ".join(sorted(checkpoint.foreign_globals))
+        print(f"Pickled references read as inert placeholders (never called): {names}")
+    content = checkpoint.content
     if isinstance(content, Mapping) and isinstance(content.get("state_dict"), Mapping):
         content = content["state_dict"]
     if isinstance(content, Mapping) and content and all(isinstance(v, LazyTensor) for v in content.values()):

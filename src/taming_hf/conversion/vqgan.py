@@ -74,9 +74,10 @@ class KeyAccounting:
 def _group_counts(keys: List[str]) -> str:
     groups: Dict[str, int] = {}
     for key in keys:
-        group = ".".join(key.split(".")[:2])
+        parts = key.split(".")
+        group = ".".join(parts[:2]) + ".*" if len(parts) > 2 else key
         groups[group] = groups.get(group, 0) + 1
-    return "".join(f"\n    {group}.*: {count}" for group, count in groups.items())
+    return "".join(f"\n    {group}: {count}" for group, count in groups.items())
 
 
 def strip_prefix(state_dict: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
