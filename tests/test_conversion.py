@@ -398,7 +398,7 @@ def test_resolution_flag_keeps_attention_placement(tmp_path):
     assert (converted.resolution, converted.attn_resolutions) == (32, [16])
 
 
-@pytest.mark.parametrize("permuter", ["Subsample", "ZCurve", "SpiralOut", "AlternateParsing"])
+@pytest.mark.parametrize("permuter", ["Subsample", "ZCurve", "SpiralOut", "SpiralIn", "Random", "AlternateParsing"])
 def test_permuter_becomes_token_order(tmp_path, permuter):
     original, pipeline = convert_net2net(tmp_path, "unconditional", permuter)
     raster = torch.arange(GRID * GRID)[None]

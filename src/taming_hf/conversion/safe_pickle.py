@@ -112,7 +112,10 @@ class LazyTensor:
 
     def materialize(self) -> torch.Tensor:
         flat = self.storage.archive.read_storage(self.storage)
-        return flat.as_strided(self.size, self.stride, self.offset).clone()
+        tensor = flat.as_strided(self.size, self.stride, self.offset)  # bounds-checked against the storage
+        # A view of the whole storage can own it; a smaller view is copied so the rest can be freed.
+        whole = tensor.is_contiguous() and self.offset == 0 and tensor.numel() == flat.numel()
+        return tensor if whole else tensor.clone()
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
@@ -199,7 +202,6 @@ class _TorchZipArchive:
         byteorder = self._read_optional("byteorder")
         if byteorder not in (None, b"little"):
             raise UnsafeCheckpointError(f"{path} was saved on a {byteorder!r}-endian machine; not supported.")
-        self._storages: Dict[str, torch.Tensor] = {}
 
     def _read_optional(self, name: str) -> Optional[bytes]:
         try:
@@ -212,18 +214,15 @@ class _TorchZipArchive:
         return unpickler.load(), unpickler.foreign_globals
 
     def read_storage(self, ref: _StorageRef) -> torch.Tensor:
-        if ref.key not in self._storages:
-            raw = bytearray(self._zip.read(f"{self._root}data/{ref.key}"))
-            expected = ref.numel * torch.empty((), dtype=ref.dtype).element_size()
-            if len(raw) < expected:
-                raise UnsafeCheckpointError(f"Storage {ref.key} holds {len(raw)} bytes, expected {expected}.")
-            flat = (
-                torch.frombuffer(raw, dtype=ref.dtype, count=ref.numel)
-                if ref.numel
-                else torch.empty(0, dtype=ref.dtype)
-            )
-            self._storages[ref.key] = flat
-        return self._storages[ref.key]
+        """The storage's elements as a flat tensor. Not cached: each weight is read once, then owned
+        by the tensor made from it, so a converted model is never held twice in memory."""
+        raw = bytearray(self._zip.read(f"{self._root}data/{ref.key}"))
+        expected = ref.numel * torch.empty((), dtype=ref.dtype).element_size()
+        if len(raw) < expected:
+            raise UnsafeCheckpointError(f"Storage {ref.key} holds {len(raw)} bytes, expected {expected}.")
+        if ref.numel == 0:
+            return torch.empty(0, dtype=ref.dtype)
+        return torch.frombuffer(raw, dtype=ref.dtype, count=ref.numel)
 
 
 @dataclass

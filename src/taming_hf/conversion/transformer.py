@@ -167,8 +167,13 @@ def convert_mingpt(
         eos_token_id=last_token,
         pad_token_id=last_token,
     )
-    model = GPT2LMHeadModel(config)
-    model.load_state_dict(gpt2_state_dict(mingpt, plan.source_rows), strict=True)
+    # Built on the meta device and filled by assignment: no random initialisation of weights that are
+    # overwritten anyway (the ImageNet prior has 1.4B of them), and no second copy in memory.
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(config)
+    model.load_state_dict(gpt2_state_dict(mingpt, plan.source_rows), strict=True, assign=True)
+    if any(tensor.is_meta for tensor in list(model.parameters()) + list(model.buffers())):
+        raise ConversionError("Internal error: some GPT-2 tensors were not filled from the checkpoint.")
     return model.eval()
 
 
