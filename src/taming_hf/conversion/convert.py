@@ -43,7 +43,7 @@ def read_state_dict(path: str) -> Dict[str, LazyTensor]:
         content = content["state_dict"]
     if isinstance(content, Mapping) and content and all(isinstance(v, LazyTensor) for v in content.values()):
         return dict(content)
-    found = sorted(content)[:20] if isinstance(content, Mapping) else type(content).__name__
+    found = sorted(map(str, content))[:20] if isinstance(content, Mapping) else type(content).__name__
     raise ConversionError(_not_taming_message(path, f"no state dict of tensors; top level holds {found}"))
 
 
