@@ -439,3 +439,32 @@ def test_segmentation_vqgan_converts_and_drops_colorize(tmp_path, capsys):
         encoded = ours.encode(segmentation)
         assert torch.equal(encoded.indices.flatten(1), indices)
         assert relative_error(ours.decode(encoded.quantized), reconstruction) < 1e-5
+
+
+def test_safe_reader_handles_dict_subclasses_views_and_legacy_files(tmp_path):
+    """Lightning's AttributeDict (a dict subclass filled by SETITEMS), tensors viewing one storage,
+    and a legacy (pre-1.6) file, which is refused rather than unpickled."""
+    from taming_hf.conversion import UnsafeCheckpointError, load_checkpoint_safely
+
+    module = types.ModuleType("lightning_like")
+
+    class AttributeDict(dict):
+        pass
+
+    AttributeDict.__module__, AttributeDict.__qualname__ = "lightning_like", "AttributeDict"
+    module.AttributeDict = AttributeDict
+    sys.modules["lightning_like"] = module
+    base = torch.arange(12.0).reshape(3, 4)
+    try:
+        torch.save({"hparams": AttributeDict(lr=0.1), "a": base, "row": base[1], "col": base[:, 2]}, tmp_path / "x.pt")
+    finally:
+        del sys.modules["lightning_like"]
+
+    loaded = load_checkpoint_safely(str(tmp_path / "x.pt")).content
+    assert loaded["hparams"].items == {"lr": 0.1}
+    for key, expected in (("a", base), ("row", base[1]), ("col", base[:, 2])):
+        assert torch.equal(loaded[key].materialize(), expected)
+
+    torch.save({"a": base}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeCheckpointError, match="not a PyTorch zip checkpoint"):
+        load_checkpoint_safely(str(tmp_path / "legacy.pt"))
