@@ -45,15 +45,22 @@ def load_split(args, split: str, max_samples=None):
     dataset = load_image_dataset(dataset_name=args.dataset_name, split=split, max_samples=max_samples)
     for column in (args.image_column, args.label_column):
         if column not in dataset.column_names:
-            raise ValueError(f"Column {column!r} not found in {args.dataset_name}; its columns are {dataset.column_names}.")
+            raise ValueError(
+                f"Column {column!r} not found in {args.dataset_name}; its columns are {dataset.column_names}."
+            )
     mode = "L" if args.num_channels == 1 else "RGB"
     images = np.stack(
-        [np.asarray(image.convert(mode).resize((args.resolution, args.resolution))) for image in dataset[args.image_column]]
+        [
+            np.asarray(image.convert(mode).resize((args.resolution, args.resolution)))
+            for image in dataset[args.image_column]
+        ]
     )
     images = torch.from_numpy(images).float().div(127.5).sub(1)
     images = images[:, None] if args.num_channels == 1 else images.permute(0, 3, 1, 2)
     labels = torch.tensor(dataset[args.label_column], dtype=torch.long)
-    names = dataset.features[args.label_column].names if hasattr(dataset.features[args.label_column], "names") else None
+    names = (
+        dataset.features[args.label_column].names if hasattr(dataset.features[args.label_column], "names") else None
+    )
     return images.contiguous(), labels, names
 
 
@@ -97,7 +104,9 @@ def train(args) -> dict:
             loss.backward()
             optimizer.step()
             scheduler.step()
-        logger.info(f"epoch {epoch + 1}: loss {loss.item():.4f}, test accuracy {accuracy(model, test_images, test_labels):.4f}")
+        logger.info(
+            f"epoch {epoch + 1}: loss {loss.item():.4f}, test accuracy {accuracy(model, test_images, test_labels):.4f}"
+        )
     results = {
         "dataset": args.dataset_name,
         "train_samples": len(train_images),
