@@ -15,6 +15,7 @@ step feeds both the autoencoder and the discriminator update. Output: `output_di
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from taming_hf import VQGANConfig, VQGANImageProcessor, VQGANModel
+from taming_hf.evaluation import ReconstructionMetrics
 from taming_hf.training import (
     CodebookUsageTracker,
     ImageTransform,
@@ -272,41 +274,15 @@ def maybe_sigkill(kind: str, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class ValidationMetrics:
-    """PSNR, SSIM, LPIPS, codebook usage and (when an Inception extractor is available) rFID."""
-
-    def __init__(self, loss_fn: VQGANLoss, num_embeddings: int):
-        self.loss_fn = loss_fn
-        self.num_embeddings = num_embeddings
-        self.fid_message = None
-        try:
-            from torchmetrics.image.fid import FrechetInceptionDistance
-
-            self.fid = FrechetInceptionDistance(feature=2048, normalize=True)
-        except Exception as error:  # torch-fidelity missing, or no Inception weights offline
-            self.fid = None
-            self.fid_message = f"rFID skipped: no Inception feature extractor ({type(error).__name__}: {error})"
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor) -> Dict[str, float]:
-        """images, reconstructions: (B, C, H, W) in [-1, 1]; indices: (B, h, w)."""
-        from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
-
-        real, fake = (images.float() + 1) / 2, (reconstructions.float().clamp(-1, 1) + 1) / 2
-        metrics = {
-            "val/psnr": peak_signal_noise_ratio(fake, real, data_range=1.0).item(),
-            "val/ssim": structural_similarity_index_measure(fake, real, data_range=1.0).item(),
-            "val/codebook_usage": indices.unique().numel() / self.num_embeddings,
-        }
-        if self.loss_fn.perceptual is not None:
-            metrics["val/lpips"] = self.loss_fn.perceptual_loss(images, reconstructions.clamp(-1, 1)).mean().item()
-        if self.fid is not None:
-            rgb = (lambda x: x.repeat(1, 3, 1, 1)) if real.shape[1] == 1 else (lambda x: x)
-            self.fid.reset()
-            self.fid.update(rgb(real).cpu(), real=True)
-            self.fid.update(rgb(fake).cpu(), real=False)
-            metrics["val/rfid"] = self.fid.compute().item()
-        return metrics
+def validation_metrics(
+    metrics: ReconstructionMetrics, images: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor
+) -> Dict[str, float]:
+    """PSNR, SSIM, LPIPS, codebook usage (and rFID when available) of one validation batch."""
+    metrics.reset()
+    metrics.update(images, reconstructions.clamp(-1, 1), indices)
+    results = metrics.compute()
+    keys = ("psnr", "ssim", "lpips", "codebook_usage", "rfid")
+    return {f"val/{key}": results[key] for key in keys if key in results}
 
 
 @torch.no_grad()
@@ -519,9 +495,15 @@ def main(args) -> None:
                 )
                 resume_batches = 0
 
-    metrics_fn = ValidationMetrics(loss_fn, num_embeddings)
-    if metrics_fn.fid_message:
-        logger.info(metrics_fn.fid_message)
+    metrics_fn = functools.partial(
+        validation_metrics,
+        ReconstructionMetrics(
+            num_embeddings,
+            use_lpips=loss_fn.perceptual is not None,
+            lpips_model=loss_fn.perceptual,
+            inception_fid=True,
+        ),
+    )
     train_log = TrainLog(os.path.join(logging_dir, "train_log.jsonl"), accelerator.is_main_process)
     trace_dir = os.environ.get(RANK_TRACE_ENV)
     progress_bar = tqdm(
@@ -597,7 +579,10 @@ def main(args) -> None:
                 )
                 logger.info(f"Saved state to {path}")
             if accelerator.is_main_process and global_step % args.validation_steps == 0:
-                log_validation(args, accelerator, model, ema_model, validation_images, metrics_fn, global_step)
+                metrics = log_validation(
+                    args, accelerator, model, ema_model, validation_images, metrics_fn, global_step
+                )
+                train_log.write({"step": global_step, **metrics})
             maybe_sigkill("step", global_step)
             if global_step >= max_train_steps:
                 break

@@ -218,7 +218,12 @@ def test_reconstruction_loss_decreases_on_fashion_mnist(tmp_path):
     )  # fmt: skip
     _run(args, out)
     log = _train_log(out)
+    validation = [r for r in log if "val/psnr" in r]
+    log = [r for r in log if "val/psnr" not in r]
     assert [r["step"] for r in log] == list(range(1, 31))
+    assert [r["step"] for r in validation] == [30]
+    assert 5 < validation[0]["val/psnr"] < 60 and 0 < validation[0]["val/ssim"] <= 1
+    assert 0 < validation[0]["val/lpips"] < 1 and 0 < validation[0]["val/codebook_usage"] <= 1
     first = sum(r["rec_loss"] for r in log[:5]) / 5
     last = sum(r["rec_loss"] for r in log[-5:]) / 5
     assert last < 0.75 * first, (first, last)

@@ -4,10 +4,13 @@ Images are (B, C, H, W) float tensors in [-1, 1], the VQGAN's pixel range. PSNR,
 come from torchmetrics, LPIPS from the `lpips` package (VGG, the network of the training loss).
 """
 
+import logging
 from typing import Dict, Optional
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 def codebook_usage(indices: torch.Tensor, num_embeddings: int) -> float:
@@ -34,7 +37,7 @@ def inception_fid_or_none() -> Optional[nn.Module]:
 
         return FrechetInceptionDistance(feature=2048, normalize=True)
     except Exception as error:  # missing package or weights that cannot be downloaded offline
-        print(f"Inception FID skipped: {type(error).__name__}: {error}")
+        logger.warning(f"Inception FID skipped: no Inception feature extractor ({type(error).__name__}: {error})")
         return None
 
 
@@ -46,36 +49,64 @@ def feature_fid(feature_extractor: nn.Module) -> nn.Module:
 
 
 class ReconstructionMetrics:
-    """PSNR, SSIM, LPIPS, codebook usage / perplexity and optional feature FID of reconstructions."""
+    """PSNR, SSIM, LPIPS, codebook usage / perplexity, and optional FIDs of reconstructions.
 
-    def __init__(self, num_embeddings: int, feature_extractor: Optional[nn.Module] = None, use_lpips: bool = True):
+    Args:
+        num_embeddings: codebook size, for usage and perplexity.
+        use_lpips: compute LPIPS-VGG; `lpips_model` reuses an already loaded `lpips.LPIPS`
+            (the training loss's) instead of loading VGG again.
+        feature_extractor: a module with `num_features` for FID in its feature space.
+        inception_fid: also compute Inception rFID when torch-fidelity and its weights are there.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        use_lpips: bool = True,
+        lpips_model: Optional[nn.Module] = None,
+        feature_extractor: Optional[nn.Module] = None,
+        inception_fid: bool = False,
+    ):
         from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
         self.num_embeddings = num_embeddings
         self.psnr = PeakSignalNoiseRatio(data_range=1.0)
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-        self.lpips = None
-        if use_lpips:
+        self.lpips = lpips_model
+        if use_lpips and lpips_model is None:
             import lpips
 
             self.lpips = lpips.LPIPS(net="vgg", verbose=False).eval()
-        self.lpips_sum, self.count = 0.0, 0
         self.fid = feature_fid(feature_extractor) if feature_extractor is not None else None
-        self.indices = []
+        self.inception_fid = inception_fid_or_none() if inception_fid else None
+        self.reset()
+
+    def reset(self) -> None:
+        self.psnr.reset()
+        self.ssim.reset()
+        for fid in (self.fid, self.inception_fid):
+            if fid is not None:
+                fid.reset()
+        self.lpips_sum, self.count, self.indices = 0.0, 0, []
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor) -> None:
         real, fake = to_unit_range(images), to_unit_range(reconstructions)
-        self.psnr.update(fake, real)
-        self.ssim.update(fake, real)
+        # torchmetrics states live on the CPU; LPIPS runs wherever its network is.
+        self.psnr.update(fake.cpu(), real.cpu())
+        self.ssim.update(fake.cpu(), real.cpu())
         if self.lpips is not None:
             rgb = (lambda x: x.expand(-1, 3, -1, -1)) if images.shape[1] == 1 else (lambda x: x)
             distances = self.lpips(rgb(real * 2 - 1), rgb(fake * 2 - 1))
             self.lpips_sum += distances.sum().item()
         self.count += images.shape[0]
         if self.fid is not None:
-            self.fid.update(images.float(), real=True)
-            self.fid.update(reconstructions.float().clamp(-1, 1), real=False)
+            self.fid.update(images.float().cpu(), real=True)
+            self.fid.update(reconstructions.float().clamp(-1, 1).cpu(), real=False)
+        if self.inception_fid is not None:
+            rgb = (lambda x: x.expand(-1, 3, -1, -1)) if images.shape[1] == 1 else (lambda x: x)
+            self.inception_fid.update(rgb(real).cpu(), real=True)
+            self.inception_fid.update(rgb(fake).cpu(), real=False)
         self.indices.append(indices.flatten().cpu())
 
     def compute(self) -> Dict[str, float]:
@@ -91,6 +122,8 @@ class ReconstructionMetrics:
             results["lpips"] = self.lpips_sum / self.count
         if self.fid is not None:
             results["feature_fid"] = self.fid.compute().item()
+        if self.inception_fid is not None:
+            results["rfid"] = self.inception_fid.compute().item()
         return results
 
 
