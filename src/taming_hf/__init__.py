@@ -11,6 +11,7 @@ from .models.vqgan import (
     VQGANModel,
     VQGANModelOutput,
 )
+from .pipelines import TamingPipeline, TamingPipelineOutput, TokenLayout
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,9 @@ AutoImageProcessor.register(VQGANConfig, slow_image_processor_class=VQGANImagePr
 
 __all__ = [
     "GumbelQuantizer",
+    "TamingPipeline",
+    "TamingPipelineOutput",
+    "TokenLayout",
     "VQGANConfig",
     "VQGANEncoderOutput",
     "VQGANImageProcessor",

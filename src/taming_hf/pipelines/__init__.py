@@ -1,0 +1,3 @@
+from .taming import TamingPipeline, TamingPipelineOutput, TokenLayout
+
+__all__ = ["TamingPipeline", "TamingPipelineOutput", "TokenLayout"]

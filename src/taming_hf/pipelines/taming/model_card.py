@@ -1,0 +1,105 @@
+"""Model cards for TamingPipeline repositories on the Hub."""
+
+from typing import Dict, Optional
+
+from huggingface_hub import ModelCard, ModelCardData
+
+_PIPELINE_TAGS = {
+    "unconditional": "unconditional-image-generation",
+    "completion": "unconditional-image-generation",
+    "class": "image-generation",
+    "spatial": "image-to-image",
+}
+
+_CALLS = {
+    "unconditional": "pipe(batch_size=4, top_k=250, generator=generator).images",
+    "completion": "pipe(image=image, num_rows_to_keep=8, top_k=250, generator=generator).images",
+    "class": "pipe(class_labels=[1, 2], top_k=600, top_p=0.92, generator=generator).images",
+    "spatial": "pipe(condition_image=segmentation_map, top_k=100, generator=generator).images",
+}
+
+
+def _usage(repo_id: str, conditioning: str) -> str:
+    return "\n".join(
+        [
+            "```python",
+            "import torch",
+            "from taming_hf import TamingPipeline",
+            "",
+            f'pipe = TamingPipeline.from_pretrained("{repo_id}")',
+            "generator = torch.Generator().manual_seed(0)",
+            f"images = {_CALLS[conditioning]}",
+            "```",
+        ]
+    )
+
+
+def _configuration(pipeline) -> str:
+    vqgan, gpt = pipeline.vqgan.config, pipeline.transformer.config
+    layout = pipeline.layout
+    factor = vqgan.downsample_factor
+    rows = [
+        ("conditioning", layout.conditioning),
+        ("image codes (VQGAN codebook)", vqgan.num_embeddings),
+        ("condition tokens", layout.num_condition_tokens),
+        ("sos_token_id", layout.sos_token_id),
+        ("null_class_token_id", layout.null_class_token_id),
+        ("VQGAN resolution / downsampling", f"{vqgan.resolution} px / f{factor}"),
+        ("latent grid", f"{vqgan.resolution // factor}x{vqgan.resolution // factor}"),
+        ("transformer", f"{gpt.n_layer} layers, {gpt.n_head} heads, {gpt.n_embd} dim"),
+        ("vocab_size / context", f"{gpt.vocab_size} / {gpt.n_positions}"),
+        ("token order", "raster" if pipeline.config.token_order is None else "custom permutation"),
+    ]
+    lines = ["| setting | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def _metrics(metrics: Optional[Dict[str, float]]) -> str:
+    if not metrics:
+        return "No evaluation metrics were recorded for this checkpoint."
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in metrics.items()]
+    return "\n".join(lines)
+
+
+def create_model_card(
+    pipeline, repo_id: Optional[str] = None, metrics: Optional[Dict[str, float]] = None
+) -> ModelCard:
+    """
+    Build the model card of a [`TamingPipeline`]: YAML metadata, a usage snippet for its conditioning
+    kind, its configuration and, when known, evaluation metrics.
+    """
+    repo_id = repo_id or "<user>/<repo>"
+    conditioning = pipeline.layout.conditioning
+    data = ModelCardData(
+        library_name="taming_hf",
+        license="mit",
+        pipeline_tag=_PIPELINE_TAGS[conditioning],
+        tags=["taming-transformers", "vqgan", "autoregressive", f"{conditioning}-generation"],
+    )
+    sections = [
+        "---",
+        data.to_yaml(),
+        "---",
+        "",
+        f"# {repo_id.split('/')[-1]}",
+        "",
+        "A Taming Transformers pipeline (VQGAN + autoregressive GPT prior over codebook indices, "
+        "[Esser et al., CVPR 2021](https://arxiv.org/abs/2012.09841)) for the "
+        "[taming_hf](https://github.com/) library.",
+        "",
+        "## Usage",
+        "",
+        _usage(repo_id, conditioning),
+        "",
+        "## Configuration",
+        "",
+        _configuration(pipeline),
+        "",
+        "## Metrics",
+        "",
+        _metrics(metrics),
+        "",
+    ]
+    return ModelCard("\n".join(sections))

@@ -1,0 +1,544 @@
+"""TamingPipeline: sample VQGAN code grids with a GPT prior and decode them to images."""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.pipelines import pipeline_loading_utils
+from diffusers.utils import BaseOutput
+from transformers import GenerationConfig, GPT2LMHeadModel
+
+from ...models.vqgan import VQGANImageProcessor, VQGANModel
+from .model_card import create_model_card
+from .sampling import (
+    GeneratorType,
+    ProgressStreamer,
+    build_logits_processors,
+    check_token_order,
+    guided_log_probs,
+    to_generation_order,
+    to_raster_order,
+    window_start,
+)
+from .vocabulary import TokenLayout
+
+ImageInput = Union[torch.Tensor, PIL.Image.Image, List[PIL.Image.Image]]
+
+# diffusers resolves a component's library through `LOADABLE_CLASSES`; a library it does not know is
+# taken for remote code, and `download` then looks for `<component>/<library>.py` in the repo and fails.
+# Registering taming_hf's classes (saved and loaded like any transformers model) makes Hub repo ids load
+# without `trust_remote_code`.
+_TAMING_LOADABLE = {
+    "VQGANModel": ["save_pretrained", "from_pretrained"],
+    "VQGANImageProcessor": ["save_pretrained", "from_pretrained"],
+}
+pipeline_loading_utils.LOADABLE_CLASSES.setdefault("taming_hf", {}).update(_TAMING_LOADABLE)
+pipeline_loading_utils.ALL_IMPORTABLE_CLASSES.update(_TAMING_LOADABLE)
+
+
+@dataclass
+class TamingPipelineOutput(BaseOutput):
+    """
+    Args:
+        images (`List[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
+            Decoded images: a list of PIL images, a `(batch, height, width, channels)` array or a
+            `(batch, channels, height, width)` tensor in [0, 1]; the index grids for `output_type="latent"`.
+        indices (`torch.LongTensor` of shape `(batch, h, w)`):
+            The sampled codebook indices in raster order.
+    """
+
+    images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
+    indices: torch.LongTensor
+
+
+class TamingPipeline(DiffusionPipeline):
+    r"""
+    Taming Transformers sampling: an autoregressive `GPT2LMHeadModel` prior samples a grid of VQGAN
+    codebook indices, which the VQGAN decodes to pixels.
+
+    The prior's vocabulary is `[0, K)` image codes, then `num_condition_tokens` condition tokens (class
+    ids, or the condition VQGAN's codes) at offset K, then special tokens (see [`TokenLayout`]).
+
+    Args:
+        vqgan ([`VQGANModel`]):
+            Decodes sampled indices to images (and encodes `image` for completion).
+        transformer ([`~transformers.GPT2LMHeadModel`]):
+            The prior over token sequences `prefix + image codes`.
+        condition_vqgan ([`VQGANModel`], *optional*):
+            Encodes spatial conditions (segmentation, depth) into a code grid aligned with the image grid.
+        conditioning (`str`, defaults to `"unconditional"`):
+            `"unconditional"`, `"class"`, `"spatial"` or `"completion"`.
+        num_condition_tokens (`int`, defaults to 0):
+            Number of classes, or the condition VQGAN's codebook size.
+        sos_token_id (`int`, *optional*):
+            Start token of unconditional models; defaults to the first id after the condition tokens.
+        null_class_token_id (`int`, *optional*):
+            The "no class" token of models trained with class dropout; enables `guidance_scale`.
+        id2label (`Dict[int, str]`, *optional*):
+            Class names, for [`~TamingPipeline.get_label_ids`].
+        token_order (`List[int]`, *optional*):
+            `token_order[i]` is the raster position of the i-th generated token (the original's
+            permuters); `None` means raster order.
+    """
+
+    model_cpu_offload_seq = "transformer->vqgan"
+    _optional_components = ["condition_vqgan"]
+
+    def __init__(
+        self,
+        vqgan: VQGANModel,
+        transformer: GPT2LMHeadModel,
+        condition_vqgan: Optional[VQGANModel] = None,
+        conditioning: str = "unconditional",
+        num_condition_tokens: int = 0,
+        sos_token_id: Optional[int] = None,
+        null_class_token_id: Optional[int] = None,
+        id2label: Optional[Dict[int, str]] = None,
+        token_order: Optional[List[int]] = None,
+    ):
+        super().__init__()
+        if sos_token_id is None and conditioning in ("unconditional", "completion"):
+            sos_token_id = vqgan.config.num_embeddings + num_condition_tokens
+        # JSON turns int keys into strings; store them as ints again.
+        id2label = None if id2label is None else {int(key): value for key, value in id2label.items()}
+        token_order = None if token_order is None else [int(position) for position in token_order]
+        self.register_modules(vqgan=vqgan, transformer=transformer, condition_vqgan=condition_vqgan)
+        self.register_to_config(
+            conditioning=conditioning,
+            num_condition_tokens=num_condition_tokens,
+            sos_token_id=sos_token_id,
+            null_class_token_id=null_class_token_id,
+            id2label=id2label,
+            token_order=token_order,
+        )
+        self._check_components()
+        self.image_processor = VQGANImageProcessor()
+
+    # ----------------------------------------------------------------------------------------- setup
+
+    @property
+    def layout(self) -> TokenLayout:
+        """The vocabulary layout of the prior (image codes, condition tokens, special tokens)."""
+        return TokenLayout(
+            conditioning=self.config.conditioning,
+            num_image_codes=self.vqgan.config.num_embeddings,
+            num_condition_tokens=self.config.num_condition_tokens,
+            sos_token_id=self.config.sos_token_id,
+            null_class_token_id=self.config.null_class_token_id,
+        )
+
+    @property
+    def latent_window(self) -> int:
+        """Side of the latent grid the prior was trained on (the VQGAN's training resolution / f)."""
+        return self.vqgan.config.resolution // self.vqgan.config.downsample_factor
+
+    def _check_components(self) -> None:
+        layout = self.layout  # validates the layout itself
+        vocab_size = self.transformer.config.vocab_size
+        if vocab_size < layout.vocab_size:
+            raise ValueError(
+                f"The transformer's vocabulary (vocab_size={vocab_size}) is too small for the token layout: "
+                f"{layout.num_image_codes} image codes + {layout.num_condition_tokens} condition tokens + special "
+                f"tokens need vocab_size >= {layout.vocab_size}."
+            )
+        if layout.conditioning == "spatial":
+            if self.condition_vqgan is None:
+                raise ValueError("conditioning='spatial' needs a condition_vqgan to encode condition images.")
+            codes = self.condition_vqgan.config.num_embeddings
+            if codes != layout.num_condition_tokens:
+                raise ValueError(
+                    f"num_condition_tokens={layout.num_condition_tokens} must equal the condition_vqgan's codebook "
+                    f"size ({codes}) for conditioning='spatial'."
+                )
+
+    def get_label_ids(self, label: Union[str, List[str]]) -> List[int]:
+        """
+        Map class names to class ids, as `DiTPipeline.get_label_ids` does.
+
+        Args:
+            label (`str` or `List[str]`): class names from the pipeline's `id2label`.
+        """
+        if not self.config.id2label:
+            raise ValueError("This pipeline has no id2label mapping; pass class ids as integers.")
+        label2id = {}
+        for class_id, names in self.config.id2label.items():
+            for name in str(names).split(","):
+                label2id.setdefault(name.strip(), int(class_id))
+        labels = [label] if isinstance(label, str) else list(label)
+        unknown = [name for name in labels if name not in label2id]
+        if unknown:
+            raise ValueError(f"Unknown class names {unknown}; known names are e.g. {sorted(label2id)[:10]}.")
+        return [label2id[name] for name in labels]
+
+    # ------------------------------------------------------------------------------------ conditions
+
+    def _pixels(self, image: ImageInput, channels: int, name: str) -> torch.Tensor:
+        """A PIL image, a list of them, or a (B, C, H, W) tensor in [-1, 1] -> (B, C, H, W) float tensor."""
+        if isinstance(image, PIL.Image.Image):
+            image = [image]
+        if isinstance(image, (list, tuple)):
+            mode = "L" if channels == 1 else "RGB"
+            arrays = [np.asarray(item.convert(mode), dtype=np.float32) for item in image]
+            arrays = [array[..., None] if array.ndim == 2 else array for array in arrays]
+            image = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+        if not isinstance(image, torch.Tensor) or image.ndim != 4:
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"{name} must be a PIL image or a (batch, channels, height, width) tensor, got {shape}.")
+        if image.shape[1] != channels:
+            raise ValueError(f"{name} has {image.shape[1]} channels, but its VQGAN expects {channels}.")
+        return image.float()
+
+    def _encode(self, vqgan: VQGANModel, image: ImageInput, name: str) -> torch.LongTensor:
+        """Encode an image input with `vqgan` to (B, h, w) indices, checking channels and size first."""
+        pixels = self._pixels(image, vqgan.config.in_channels, name)
+        factor = vqgan.config.downsample_factor
+        height, width = pixels.shape[-2:]
+        if height % factor or width % factor:
+            raise ValueError(
+                f"{name} is {height}x{width} pixels, which is not divisible by its VQGAN's downsampling factor {factor}."
+            )
+        return vqgan.encode(pixels.to(device=self._execution_device, dtype=vqgan.dtype)).indices
+
+    def _latent_size(self, height: Optional[int], width: Optional[int], default: Tuple[int, int]) -> Tuple[int, int]:
+        factor = self.vqgan.config.downsample_factor
+        height = default[0] * factor if height is None else height
+        width = default[1] * factor if width is None else width
+        if height % factor or width % factor or height <= 0 or width <= 0:
+            raise ValueError(
+                f"height and width must be positive multiples of the VQGAN's downsampling factor {factor}, "
+                f"got {height}x{width}."
+            )
+        return height // factor, width // factor
+
+    def _class_tokens(self, class_labels: Union[int, List[int], torch.Tensor]) -> torch.LongTensor:
+        layout = self.layout
+        labels = torch.as_tensor(class_labels).reshape(-1).tolist()
+        for label in labels:
+            if not 0 <= label < layout.num_condition_tokens:
+                raise ValueError(
+                    f"Class id {label} is outside the model's classes: class_labels must lie in "
+                    f"[0, {layout.num_condition_tokens})."
+                )
+        return torch.tensor(labels, dtype=torch.long) + layout.condition_offset
+
+    # -------------------------------------------------------------------------------------- sampling
+
+    def _check_context(self, prefix_length: int, num_tokens: int, what: str) -> None:
+        context = self.transformer.config.n_positions
+        if prefix_length + num_tokens - 1 > context:
+            raise ValueError(
+                f"The transformer's context (n_positions={context}) is too short for {what}: a prefix of "
+                f"{prefix_length} tokens plus {num_tokens} image tokens need n_positions >= "
+                f"{prefix_length + num_tokens - 1}."
+            )
+
+    def _generate(
+        self,
+        prefix: torch.LongTensor,
+        kept: torch.LongTensor,
+        num_tokens: int,
+        unconditional_prefix: Optional[torch.LongTensor],
+        guidance_scale: float,
+        processors,
+    ) -> torch.LongTensor:
+        """
+        Sample `num_tokens` image tokens after `prefix + kept` with `generate()` and its KV cache.
+
+        Returns the (B, num_tokens) tokens in generation order, `kept` included.
+        """
+        input_ids = torch.cat([prefix, kept], dim=1)
+        num_new = num_tokens - kept.shape[1]
+        if num_new == 0:
+            return kept
+        if guidance_scale != 1.0:
+            # transformers' CFG processor runs the unconditional branch with its own KV cache; it must come
+            # first, on raw logits, so the image-code mask and the warpers act on the guided distribution.
+            from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
+
+            unconditional_ids = torch.cat([unconditional_prefix, kept], dim=1)
+            processors.insert(
+                0, UnbatchedClassifierFreeGuidanceLogitsProcessor(guidance_scale, self.transformer, unconditional_ids)
+            )
+        # Image codes can never be sampled as a stop token: use a non-image id (the mask forbids them all).
+        stop_token = self.transformer.config.vocab_size - 1
+        config = GenerationConfig(
+            max_new_tokens=num_new,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            eos_token_id=stop_token,
+            pad_token_id=stop_token,
+        )
+        with self.progress_bar(total=num_new) as progress_bar:
+            sequences = self.transformer.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=config,
+                logits_processor=processors,
+                streamer=ProgressStreamer(progress_bar),
+            )
+        return sequences[:, prefix.shape[1] :]
+
+    def _sliding_window(
+        self,
+        grid: torch.LongTensor,
+        start: int,
+        prefix: Optional[torch.LongTensor],
+        condition_grid: Optional[torch.LongTensor],
+        unconditional_prefix: Optional[torch.LongTensor],
+        guidance_scale: float,
+        processors,
+    ) -> torch.LongTensor:
+        """
+        Fill a (B, h, w) raster grid larger than the prior's training window, cell by cell from raster
+        index `start`: each cell is sampled from a window of the training size around it (the original's
+        high-resolution scheme). The window's tokens before the cell are fed in full (no KV cache: the
+        window moves with the cell), the cell's logits come from the last position.
+
+        `prefix` (B, P) is the class / start token; for spatial models `condition_grid` (B, h, w) holds
+        the condition tokens (already offset), cropped with the same window.
+        """
+        height, width = grid.shape[1:]
+        window_h, window_w = min(height, self.latent_window), min(width, self.latent_window)
+        with self.progress_bar(total=height * width - start) as progress_bar:
+            for position in range(start, height * width):
+                row, col = divmod(position, width)
+                top, left = window_start(row, height, window_h), window_start(col, width, window_w)
+                window = grid[:, top : top + window_h, left : left + window_w].reshape(grid.shape[0], -1)
+                before = window[:, : (row - top) * window_w + (col - left)]
+                if condition_grid is not None:
+                    condition = condition_grid[:, top : top + window_h, left : left + window_w]
+                    prefix = condition.reshape(grid.shape[0], -1)
+                input_ids = torch.cat([prefix, before], dim=1)
+                if guidance_scale != 1.0:
+                    both = torch.cat([input_ids, torch.cat([unconditional_prefix, before], dim=1)])
+                    conditional, unconditional = self.transformer(both).logits[:, -1].chunk(2)
+                    scores = guided_log_probs(conditional, unconditional, guidance_scale)
+                else:
+                    scores = self.transformer(input_ids).logits[:, -1]
+                grid[:, row, col] = processors(input_ids, scores.float()).argmax(dim=-1)
+                progress_bar.update(1)
+        return grid
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: Optional[Union[int, List[int], torch.Tensor]] = None,
+        batch_size: int = 1,
+        num_images_per_prompt: int = 1,
+        condition_image: Optional[ImageInput] = None,
+        image: Optional[ImageInput] = None,
+        num_rows_to_keep: Optional[int] = None,
+        height: Optional[int] = None,
+        width: Optional[int] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        temperature: float = 1.0,
+        guidance_scale: float = 1.0,
+        generator: GeneratorType = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> Union[TamingPipelineOutput, Tuple]:
+        r"""
+        Sample images.
+
+        Args:
+            class_labels (`int` or `List[int]`, *optional*):
+                Class ids for class-conditional models (see `get_label_ids` for names); one image each.
+            batch_size (`int`, defaults to 1):
+                Number of images for unconditional models.
+            num_images_per_prompt (`int`, defaults to 1):
+                Images per class label, condition image or completion image.
+            condition_image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
+                Spatial condition (segmentation / depth map) for `conditioning="spatial"`; its code grid from
+                `condition_vqgan` must match the image grid, and sets the output size by default.
+            image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
+                Image to complete: its first `num_rows_to_keep` rows of tokens are kept, the rest is sampled.
+            num_rows_to_keep (`int`, *optional*):
+                Latent rows of `image` to keep; defaults to half of them.
+            height, width (`int`, *optional*):
+                Output size in pixels (multiples of the VQGAN's downsampling factor); defaults to the VQGAN's
+                training resolution. Grids larger than the prior's window are sampled with a sliding window.
+            top_k (`int`, *optional*), top_p (`float`, *optional*), temperature (`float`, defaults to 1.0):
+                Sampling filters, applied to image codes only.
+            guidance_scale (`float`, defaults to 1.0):
+                Classifier-free guidance for class-conditional models trained with a null class; 1 disables it.
+            generator (`torch.Generator` or a list, one per image, *optional*):
+                Makes sampling deterministic.
+            output_type (`str`, defaults to `"pil"`):
+                `"pil"`, `"np"`, `"pt"` or `"latent"` (the `(B, h, w)` index grids).
+            return_dict (`bool`, defaults to `True`):
+                Return a [`TamingPipelineOutput`] instead of a tuple `(images, indices)`.
+
+        Returns:
+            [`TamingPipelineOutput`] with `images` and `indices` of shape `(B, h, w)`.
+        """
+        layout = self.layout
+        device = self._execution_device
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}.")
+        if guidance_scale != 1.0 and (layout.conditioning != "class" or layout.null_class_token_id is None):
+            raise ValueError(
+                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
+                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
+            )
+
+        # 1. Prefix tokens (B, P), or the aligned condition grid for spatial models.
+        condition_grid = None
+        default_size = (self.latent_window, self.latent_window)
+        if layout.conditioning == "class":
+            if class_labels is None:
+                raise ValueError("This is a class-conditional pipeline: pass class_labels (ids or get_label_ids).")
+            prefix = self._class_tokens(class_labels)[:, None]
+        elif layout.conditioning == "spatial":
+            if condition_image is None:
+                raise ValueError("This is a spatially conditioned pipeline: pass a condition_image.")
+            condition_grid = self._encode(self.condition_vqgan, condition_image, "condition_image").cpu()
+            condition_grid = condition_grid + layout.condition_offset
+            default_size = tuple(condition_grid.shape[1:])
+            prefix = None
+        else:
+            prefix = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
+
+        # 2. Image to complete.
+        kept_grid = None
+        if image is not None:
+            kept_grid = self._encode(self.vqgan, image, "image").cpu()
+            default_size = tuple(kept_grid.shape[1:])
+        elif layout.conditioning == "completion":
+            raise ValueError("This is a completion pipeline: pass the image to complete.")
+        grid_h, grid_w = self._latent_size(height, width, default_size)
+        num_tokens = grid_h * grid_w
+
+        # 3. Batch sizes line up: one row per condition, times num_images_per_prompt.
+        if condition_grid is not None:
+            if tuple(condition_grid.shape[1:]) != (grid_h, grid_w):
+                raise ValueError(
+                    f"condition_image encodes to a {condition_grid.shape[1]}x{condition_grid.shape[2]} code grid, "
+                    f"but the image grid is {grid_h}x{grid_w}; pass a condition image of "
+                    f"{grid_h * self.condition_vqgan.config.downsample_factor}x"
+                    f"{grid_w * self.condition_vqgan.config.downsample_factor} pixels."
+                )
+            condition_grid = condition_grid.repeat_interleave(num_images_per_prompt, dim=0)
+            rows = condition_grid.shape[0]
+        else:
+            prefix = prefix.repeat_interleave(num_images_per_prompt, dim=0)
+            rows = prefix.shape[0]
+        if kept_grid is not None:
+            if tuple(kept_grid.shape[1:]) != (grid_h, grid_w):
+                raise ValueError(f"image encodes to a {tuple(kept_grid.shape[1:])} grid, expected {(grid_h, grid_w)}.")
+            kept_grid = kept_grid.repeat_interleave(num_images_per_prompt, dim=0)
+            if kept_grid.shape[0] == 1 and rows > 1:
+                kept_grid = kept_grid.expand(rows, -1, -1)
+            if kept_grid.shape[0] != rows:
+                raise ValueError(f"image has {kept_grid.shape[0]} images, but the batch has {rows} rows.")
+            if num_rows_to_keep is None:
+                num_rows_to_keep = grid_h // 2
+            if not 0 <= num_rows_to_keep <= grid_h:
+                raise ValueError(f"num_rows_to_keep must lie in [0, {grid_h}], got {num_rows_to_keep}.")
+        num_kept = 0 if kept_grid is None else num_rows_to_keep * grid_w
+        if isinstance(generator, list) and len(generator) != rows:
+            raise ValueError(f"Got {len(generator)} generators for a batch of {rows} images.")
+
+        # 4. Sample.
+        order = check_token_order(self.config.token_order, num_tokens)
+        unconditional_prefix = None
+        if guidance_scale != 1.0:
+            unconditional_prefix = torch.full((rows, 1), layout.null_class_token_id, dtype=torch.long, device=device)
+        processors = build_logits_processors(
+            layout.num_image_codes,
+            self.transformer.config.vocab_size,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            generator=generator,
+            device=device,
+        )
+        window = self.latent_window
+        if grid_h <= window and grid_w <= window:
+            prefix = condition_grid.reshape(rows, -1) if condition_grid is not None else prefix
+            self._check_context(prefix.shape[1], num_tokens, f"a {grid_h}x{grid_w} grid")
+            kept = torch.zeros(rows, 0, dtype=torch.long)
+            if kept_grid is not None:
+                kept = to_generation_order(kept_grid.reshape(rows, -1), order)[:, :num_kept]
+            generated = self._generate(
+                prefix.to(device), kept.to(device), num_tokens, unconditional_prefix, guidance_scale, processors
+            )
+            indices = to_raster_order(generated, order).reshape(rows, grid_h, grid_w)
+        else:
+            if order is not None and not torch.equal(order, torch.arange(num_tokens)):
+                raise ValueError(
+                    f"Sliding-window sampling ({grid_h}x{grid_w} grid > {window}x{window} window) needs raster order; "
+                    "this pipeline has a token_order."
+                )
+            window_tokens = min(grid_h, window) * min(grid_w, window)
+            prefix_length = window_tokens if condition_grid is not None else prefix.shape[1]
+            self._check_context(prefix_length, window_tokens, f"a {window}x{window} sliding window")
+            grid = torch.zeros(rows, grid_h, grid_w, dtype=torch.long, device=device)
+            if kept_grid is not None:
+                grid[:, :num_rows_to_keep] = kept_grid[:, :num_rows_to_keep].to(device)
+            indices = self._sliding_window(
+                grid,
+                num_kept,
+                None if prefix is None else prefix.to(device),
+                None if condition_grid is None else condition_grid.to(device),
+                unconditional_prefix,
+                guidance_scale,
+                processors,
+            )
+
+        # 5. Decode.
+        if output_type == "latent":
+            images = indices
+        else:
+            pixels = self.vqgan.decode_indices(indices.to(device))
+            images = self.image_processor.postprocess(pixels, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return images, indices
+        return TamingPipelineOutput(images=images, indices=indices)
+
+    # --------------------------------------------------------------------------------------- sharing
+
+    def create_model_card(self, repo_id: Optional[str] = None, metrics: Optional[Dict[str, float]] = None):
+        """
+        A `huggingface_hub.ModelCard` describing this pipeline: usage snippet, configuration and,
+        when given, evaluation metrics (e.g. `{"FID": 9.6}`).
+        """
+        return create_model_card(self, repo_id=repo_id, metrics=metrics)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        metrics: Optional[Dict[str, float]] = None,
+        commit_message: Optional[str] = None,
+        private: Optional[bool] = None,
+        token: Optional[str] = None,
+        create_pr: bool = False,
+        **kwargs,
+    ) -> str:
+        """
+        Save the pipeline with a generated model card (`README.md`) and upload it to `repo_id`.
+
+        Returns:
+            The URL of the commit.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, **kwargs)
+            self.create_model_card(repo_id, metrics=metrics).save(f"{folder}/README.md")
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message or "Upload TamingPipeline",
+                create_pr=create_pr,
+            )
+        return str(commit)
