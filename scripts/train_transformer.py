@@ -269,10 +269,15 @@ def make_pipeline(transformer, vqgan, condition_vqgan, layout: TokenLayout, id2l
     )
 
 
-def sampling_kwargs(layout: TokenLayout, num_images: int) -> dict:
+def sampling_kwargs(layout: TokenLayout, num_images: int, height: int, width: int, conditions=None) -> dict:
+    """Pipeline-call arguments for the validation grid: every class in turn (class), the given
+    condition images (spatial), or `num_images` unconditional samples, at the training size."""
+    size = {"height": height, "width": width}
     if layout.conditioning == "class":
-        return {"class_labels": [i % layout.num_condition_tokens for i in range(num_images)]}
-    return {"batch_size": num_images}
+        return {"class_labels": [i % layout.num_condition_tokens for i in range(num_images)], **size}
+    if layout.conditioning == "spatial":
+        return {"condition_image": conditions}
+    return {"batch_size": num_images, **size}
 
 
 def training_arguments(args) -> TrainingArguments:
@@ -317,22 +322,17 @@ def resume_checkpoint(args):
     return last
 
 
-def save_pipeline(args, trainer, pipeline) -> None:
-    """Write the pipeline into output_dir (main process) and optionally upload it."""
+def save_pipeline(args, trainer, pipeline, metrics: dict) -> None:
+    """Write the pipeline and its model card into output_dir (main process); optionally upload it."""
     pipeline.save_pretrained(args.output_dir)
     trainer.state.save_to_json(os.path.join(args.output_dir, "trainer_state.json"))
+    card_metrics = {"validation loss (nats/token)": round(metrics["eval_loss"], 4)}
+    card_metrics["validation bits per token"] = round(metrics["eval_bits_per_token"], 4)
+    repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
+    pipeline.create_model_card(repo_id, metrics=card_metrics).save(os.path.join(args.output_dir, "README.md"))
     if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
-
-        repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
-        repo_id = create_repo(repo_id, exist_ok=True, token=args.hub_token).repo_id
-        upload_folder(
-            repo_id=repo_id,
-            folder_path=args.output_dir,
-            token=args.hub_token,
-            commit_message="Upload TamingPipeline",
-            ignore_patterns=["checkpoint-*", "codes_cache/*", "runs/*"],
-        )
+        url = pipeline.push_to_hub(repo_id, metrics=card_metrics, token=args.hub_token)
+        logger.info("Pushed the pipeline to %s", url)
 
 
 def main(argv=None):
@@ -381,6 +381,7 @@ def main(argv=None):
         eval_codes = encode_dataset(eval_raw, **encode_kwargs)
 
     height, width = np.asarray(train_codes[0]["indices"]).shape
+    factor = vqgan.config.downsample_factor
     condition_cells = np.asarray(train_codes[0]["condition_indices"]).size if conditioning == "spatial" else 0
     sequence_length = prefix_length(layout, condition_cells) + height * width
     token_order = make_token_order(args.token_order, height, width, args.token_order_seed)
@@ -394,6 +395,11 @@ def main(argv=None):
     transformer = GPT2LMHeadModel(config)
     logger.info("Prior: %.2fM parameters.", transformer.num_parameters() / 1e6)
 
+    conditions = None
+    if conditioning == "spatial":  # the first validation condition images, preprocessed as in training
+        images = eval_raw[: args.num_validation_images][args.condition_image_column]
+        conditions = condition_processor(images, return_tensors="pt")["pixel_values"]
+
     def pipeline_for(model):
         return make_pipeline(model, vqgan, condition_vqgan, layout, id2label, token_order)
 
@@ -401,7 +407,7 @@ def main(argv=None):
         pipeline_for,
         args.output_dir,
         args.validation_steps,
-        sampling_kwargs(layout, args.num_validation_images),
+        sampling_kwargs(layout, args.num_validation_images, height * factor, width * factor, conditions),
         columns=min(8, max(1, num_classes)) if conditioning == "class" else 8,
         seed=args.seed,
     )
@@ -422,7 +428,7 @@ def main(argv=None):
     trainer.log_metrics("eval", metrics)
     if trainer.is_world_process_zero():
         trainer.save_metrics("eval", metrics)
-        save_pipeline(args, trainer, pipeline_for(trainer.model))
+        save_pipeline(args, trainer, pipeline_for(trainer.model), metrics)
         logger.info("Saved the TamingPipeline to %s: %s", args.output_dir, json.dumps(metrics))
     trainer.accelerator.wait_for_everyone()
 

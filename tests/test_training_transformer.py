@@ -272,3 +272,63 @@ def test_two_process_run(vqgan_dir, tmp_path):
     assert pipeline.config.token_order == make_token_order("zcurve", 8, 8)
     output = pipeline(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="np")
     assert output.images.shape == (2, 16, 16, 1)
+
+
+def load_script_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_transformer", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_folder_class_subfolders_become_labels(tmp_path):
+    import PIL.Image
+
+    for name in ("boots", "coats"):
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            PIL.Image.new("L", (20, 20), color=40 * i).save(tmp_path / name / f"{i}.png")
+    script = load_script_module()
+    args = script.parse_args(["--vqgan_model_name_or_path", "x", "--train_data_dir", str(tmp_path)])
+    args.validation_split = 0.2
+    train, held_out = script.load_splits(args)
+    assert len(train) == 8 and len(held_out) == 2
+    label_column = script.find_label_column(train)
+    assert label_column == "label"
+    assert script.class_names(train, label_column) == (2, {0: "boots", 1: "coats"})
+    assert script.resolve_conditioning(args, label_column) == "class"
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_spatial_conditioning_run(tmp_path):
+    """A second VQGAN encodes condition images (here: the image's 2x2 mean-pooled, upsampled copy)."""
+    import datasets
+    import PIL.Image
+
+    script = load_script_module()
+    fashion = script.load_idx_split(str(FASHION_MNIST), "train", 96)
+    images = [image.resize((16, 16)) for image in fashion["image"]]
+    conditions = [image.resize((8, 8)).resize((16, 16), PIL.Image.NEAREST) for image in images]
+    features = datasets.Features({"image": datasets.Image(), "condition": datasets.Image()})
+    data = datasets.Dataset.from_dict({"image": images, "condition": conditions}, features=features)
+    datasets.DatasetDict({"train": data}).save_to_disk(tmp_path / "data")
+    tiny_vqgan().save_pretrained(tmp_path / "vqgan")
+    condition_vqgan = tiny_vqgan()
+    condition_vqgan.config.num_embeddings = 32
+    condition_vqgan.save_pretrained(tmp_path / "condition_vqgan")
+    for name in ("vqgan", "condition_vqgan"):
+        VQGANImageProcessor(resolution=16, num_channels=1).save_pretrained(tmp_path / name)
+    args = ["--dataset_name", tmp_path / "data", "--image_column", "image", "--validation_split", "0.25"]
+    args += ["--vqgan_model_name_or_path", tmp_path / "vqgan", "--output_dir", tmp_path / "out"]
+    args += ["--condition_vqgan_model_name_or_path", tmp_path / "condition_vqgan"]
+    args += ["--condition_image_column", "condition", "--n_layer", "1", "--n_head", "2", "--n_embd", "32"]
+    args += ["--train_batch_size", "8", "--max_train_steps", "6", "--validation_steps", "6"]
+    args += ["--checkpointing_steps", "6", "--num_validation_images", "2", "--learning_rate", "1e-3"]
+    run_script(args)
+    pipeline = TamingPipeline.from_pretrained(tmp_path / "out")
+    assert pipeline.config.conditioning == "spatial" and pipeline.condition_vqgan is not None
+    assert pipeline.transformer.config.n_positions == 64 + 64  # condition grid prefix + image grid
+    assert (tmp_path / "out" / "samples" / "step-0000006.png").exists()
