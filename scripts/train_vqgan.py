@@ -1,0 +1,709 @@
+#!/usr/bin/env python
+"""Train (or fine-tune) a VQGAN with Accelerate, in the style of diffusers' `examples/` scripts.
+
+    accelerate launch scripts/train_vqgan.py \
+        --dataset_name fashion_mnist --resolution 32 --num_channels 1 \
+        --model_config_name_or_path configs/vqgan_tiny.json \
+        --train_batch_size 16 --learning_rate 4.5e-6 --scale_lr --max_train_steps 20000 \
+        --disc_start 10000 --checkpointing_steps 1000 --validation_steps 500 \
+        --mixed_precision bf16 --report_to tensorboard --output_dir vqgan-fashion
+
+Objective (see `taming_hf.training.losses`): L1 + LPIPS + codebook loss, and a PatchGAN
+hinge loss with the adaptive weight from `--disc_start` on. One autoencoder forward per
+step feeds both the autoencoder and the discriminator update. Output: `output_dir/vqgan`
+(a `VQGANModel` with its image processor) and `output_dir/discriminator`.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+from typing import Dict, Optional
+
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from datasets import IterableDataset
+from datasets.distributed import split_dataset_by_node
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from taming_hf import VQGANConfig, VQGANImageProcessor, VQGANModel
+from taming_hf.training import (
+    CodebookUsageTracker,
+    ImageTransform,
+    PatchGANDiscriminator,
+    PatchGANDiscriminatorConfig,
+    VQGANLoss,
+    collate_fn,
+    discriminator_factor,
+    load_image_dataset,
+    reseed_dead_codes,
+    save_checkpoint,
+)
+from taming_hf.training.checkpointing import checkpoint_step, resolve_resume_path
+from taming_hf.training.data import add_row_index, check_image_column, make_preprocess_fn, prepare_for_decoding
+
+logger = get_logger(__name__)
+
+# Test hooks (not for users): "step:N" SIGKILLs the process after step N, "save:N" while
+# checkpoint-N is being written (before it is renamed into place).
+SIGKILL_ENV = "TAMING_HF_SIGKILL_AT"
+# Test hook: a folder where every rank writes, per step, hashes of its batch and weights.
+RANK_TRACE_ENV = "TAMING_HF_RANK_TRACE_DIR"
+
+
+def parse_args(input_args=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a VQGAN (Taming Transformers) with Accelerate.")
+    # Model
+    parser.add_argument(
+        "--pretrained_model_name_or_path",
+        type=str,
+        default=None,
+        help="A VQGANModel (Hub id or folder; a folder with a `vqgan` sub-folder works) to fine-tune.",
+    )
+    parser.add_argument(
+        "--pretrained_discriminator_name_or_path",
+        type=str,
+        default=None,
+        help="A PatchGANDiscriminator to continue GAN training from.",
+    )
+    parser.add_argument(
+        "--model_config_name_or_path",
+        type=str,
+        default=None,
+        help="A VQGANConfig json file or folder for a model trained from scratch.",
+    )
+    parser.add_argument("--revision", type=str, default=None)
+    parser.add_argument("--disc_num_layers", type=int, default=3)
+    parser.add_argument("--disc_base_channels", type=int, default=64)
+    # Data
+    parser.add_argument(
+        "--dataset_name",
+        type=str,
+        default=None,
+        help="Hub dataset id, local dataset folder, or `fashion_mnist` (local IDX files when present).",
+    )
+    parser.add_argument("--dataset_config_name", type=str, default=None)
+    parser.add_argument("--train_data_dir", type=str, default=None, help="A folder of images (`imagefolder`).")
+    parser.add_argument("--image_column", type=str, default="image")
+    parser.add_argument(
+        "--validation_split",
+        type=str,
+        default=None,
+        help="Split for validation images; default: the first training images.",
+    )
+    parser.add_argument("--cache_dir", type=str, default=None)
+    parser.add_argument("--streaming", action="store_true", help="Stream the dataset (needs --max_train_steps).")
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument(
+        "--num_channels",
+        type=int,
+        default=None,
+        choices=[1, 3],
+        help="1 = grayscale, 3 = RGB; default: the model's in_channels.",
+    )
+    parser.add_argument("--center_crop", action="store_true", help="Center crop (default: random crop).")
+    parser.add_argument("--random_flip", action="store_true")
+    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    # Objective
+    parser.add_argument("--perceptual_weight", type=float, default=1.0)
+    parser.add_argument("--codebook_weight", type=float, default=1.0)
+    parser.add_argument("--disc_weight", type=float, default=0.8)
+    parser.add_argument("--disc_factor", type=float, default=1.0)
+    parser.add_argument("--disc_start", type=int, default=10000, help="Step at which the discriminator turns on.")
+    parser.add_argument("--disc_loss", type=str, default="hinge", choices=["hinge", "vanilla"])
+    # Codebook health
+    parser.add_argument(
+        "--codebook_usage_window",
+        type=int,
+        default=100,
+        help="Usage / perplexity are measured over this many recent batches.",
+    )
+    parser.add_argument(
+        "--codebook_reseed_steps",
+        type=int,
+        default=0,
+        help="Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off).",
+    )
+    # Optimisation
+    parser.add_argument("--train_batch_size", type=int, default=4, help="Per device.")
+    parser.add_argument("--num_train_epochs", type=int, default=100)
+    parser.add_argument("--max_train_steps", type=int, default=None)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--learning_rate", type=float, default=4.5e-6)
+    parser.add_argument("--disc_learning_rate", type=float, default=None, help="Default: --learning_rate.")
+    parser.add_argument(
+        "--scale_lr",
+        action="store_true",
+        help="Multiply learning rates by accumulation steps x batch size x processes (as taming).",
+    )
+    parser.add_argument("--lr_scheduler", type=str, default="constant")
+    parser.add_argument("--lr_warmup_steps", type=int, default=0)
+    parser.add_argument("--adam_beta1", type=float, default=0.5)
+    parser.add_argument("--adam_beta2", type=float, default=0.9)
+    parser.add_argument("--adam_weight_decay", type=float, default=0.0)
+    parser.add_argument("--adam_epsilon", type=float, default=1e-8)
+    parser.add_argument(
+        "--max_grad_norm", type=float, default=None, help="Clip gradients (off by default, as taming)."
+    )
+    parser.add_argument("--use_ema", action="store_true", help="Keep an EMA of the autoencoder (diffusers' EMAModel).")
+    parser.add_argument("--ema_decay", type=float, default=0.999)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"])
+    parser.add_argument("--allow_tf32", action="store_true")
+    # Checkpoints, logging, validation, output
+    parser.add_argument("--output_dir", type=str, default="vqgan-model")
+    parser.add_argument("--logging_dir", type=str, default="logs")
+    parser.add_argument(
+        "--report_to", type=str, default="tensorboard", help='"tensorboard", "wandb", "all" or "none".'
+    )
+    parser.add_argument("--tracker_project_name", type=str, default="train_vqgan")
+    parser.add_argument("--checkpointing_steps", type=int, default=500)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
+    parser.add_argument(
+        "--resume_from_checkpoint",
+        type=str,
+        default=None,
+        help='A checkpoint folder, or "latest" (the newest complete one in --output_dir).',
+    )
+    parser.add_argument("--validation_steps", type=int, default=500)
+    parser.add_argument("--num_validation_images", type=int, default=8)
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_model_id", type=str, default=None)
+    parser.add_argument("--hub_token", type=str, default=None)
+    args = parser.parse_args(input_args)
+
+    if args.dataset_name is None and args.train_data_dir is None:
+        parser.error("Pass --dataset_name or --train_data_dir.")
+    if args.pretrained_model_name_or_path and args.model_config_name_or_path:
+        parser.error("Pass --pretrained_model_name_or_path or --model_config_name_or_path, not both.")
+    if args.streaming and args.max_train_steps is None:
+        parser.error("--streaming needs --max_train_steps (a stream has no length).")
+    return args
+
+
+def build_model(args) -> VQGANModel:
+    """The autoencoder: pretrained weights, a config, or the default (f16 ImageNet) config."""
+    if args.pretrained_model_name_or_path:
+        path = args.pretrained_model_name_or_path
+        subfolder = "vqgan" if os.path.isdir(os.path.join(path, "vqgan")) else ""
+        return VQGANModel.from_pretrained(path, subfolder=subfolder, revision=args.revision)
+    config = VQGANConfig.from_pretrained(args.model_config_name_or_path) if args.model_config_name_or_path else None
+    config = config or VQGANConfig(resolution=args.resolution, in_channels=args.num_channels or 3)
+    return VQGANModel(config)
+
+
+def build_discriminator(args, in_channels: int) -> PatchGANDiscriminator:
+    if args.pretrained_discriminator_name_or_path:
+        return PatchGANDiscriminator.from_pretrained(args.pretrained_discriminator_name_or_path)
+    config = PatchGANDiscriminatorConfig(
+        in_channels=in_channels, base_channels=args.disc_base_channels, num_layers=args.disc_num_layers
+    )
+    return PatchGANDiscriminator(config)
+
+
+def build_datasets(args, accelerator, num_channels: int):
+    """Training dataset (transformed, sharded when streaming) and a fixed batch of validation images."""
+    with accelerator.main_process_first():
+        dataset = load_image_dataset(
+            args.dataset_name,
+            args.dataset_config_name,
+            args.train_data_dir,
+            "train",
+            args.streaming,
+            args.cache_dir,
+            args.max_train_samples,
+        )
+    check_image_column(dataset, args.image_column)
+    train_transform = ImageTransform(args.resolution, args.center_crop, args.random_flip, num_channels, args.seed)
+    eval_transform = ImageTransform(args.resolution, center_crop=True, random_flip=False, num_channels=num_channels)
+    dataset = prepare_for_decoding(dataset, args.image_column)
+
+    if args.validation_split:
+        validation = load_image_dataset(
+            args.dataset_name,
+            args.dataset_config_name,
+            args.train_data_dir,
+            args.validation_split,
+            args.streaming,
+            args.cache_dir,
+        )
+        validation = prepare_for_decoding(validation, args.image_column)
+    else:
+        validation = dataset
+    images = [eval_transform(example[args.image_column]) for example in validation.take(args.num_validation_images)]
+    validation_images = torch.stack(images)
+
+    if isinstance(dataset, IterableDataset):
+        dataset = split_dataset_by_node(dataset, accelerator.process_index, accelerator.num_processes)
+        dataset = dataset.map(
+            make_preprocess_fn(train_transform, args.image_column), batched=True, remove_columns=dataset.column_names
+        )
+    else:
+        dataset = add_row_index(dataset).with_transform(make_preprocess_fn(train_transform, args.image_column))
+    return dataset, validation_images, train_transform
+
+
+def tensor_sha(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha1()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def maybe_sigkill(kind: str, step: int) -> None:
+    if os.environ.get(SIGKILL_ENV) == f"{kind}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class ValidationMetrics:
+    """PSNR, SSIM, LPIPS, codebook usage and (when an Inception extractor is available) rFID."""
+
+    def __init__(self, loss_fn: VQGANLoss, num_embeddings: int):
+        self.loss_fn = loss_fn
+        self.num_embeddings = num_embeddings
+        self.fid_message = None
+        try:
+            from torchmetrics.image.fid import FrechetInceptionDistance
+
+            self.fid = FrechetInceptionDistance(feature=2048, normalize=True)
+        except Exception as error:  # torch-fidelity missing, or no Inception weights offline
+            self.fid = None
+            self.fid_message = f"rFID skipped: no Inception feature extractor ({type(error).__name__}: {error})"
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, reconstructions: torch.Tensor, indices: torch.Tensor) -> Dict[str, float]:
+        """images, reconstructions: (B, C, H, W) in [-1, 1]; indices: (B, h, w)."""
+        from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+        real, fake = (images.float() + 1) / 2, (reconstructions.float().clamp(-1, 1) + 1) / 2
+        metrics = {
+            "val/psnr": peak_signal_noise_ratio(fake, real, data_range=1.0).item(),
+            "val/ssim": structural_similarity_index_measure(fake, real, data_range=1.0).item(),
+            "val/codebook_usage": indices.unique().numel() / self.num_embeddings,
+        }
+        if self.loss_fn.perceptual is not None:
+            metrics["val/lpips"] = self.loss_fn.perceptual_loss(images, reconstructions.clamp(-1, 1)).mean().item()
+        if self.fid is not None:
+            rgb = (lambda x: x.repeat(1, 3, 1, 1)) if real.shape[1] == 1 else (lambda x: x)
+            self.fid.reset()
+            self.fid.update(rgb(real).cpu(), real=True)
+            self.fid.update(rgb(fake).cpu(), real=False)
+            metrics["val/rfid"] = self.fid.compute().item()
+        return metrics
+
+
+@torch.no_grad()
+def log_validation(args, accelerator, model, ema_model, validation_images, metrics_fn, global_step) -> Dict:
+    """Reconstruct the validation images, save a grid PNG (inputs above, reconstructions below), log metrics."""
+    import torchvision
+
+    model = accelerator.unwrap_model(model)
+    if ema_model is not None:
+        ema_model.store(model.parameters())
+        ema_model.copy_to(model.parameters())
+    model.eval()
+    images = validation_images.to(accelerator.device)
+    with accelerator.autocast():
+        output = model(images)
+    reconstructions = output.reconstruction.float()
+    metrics = metrics_fn(images, reconstructions, output.indices)
+    model.train()
+    if ema_model is not None:
+        ema_model.restore(model.parameters())
+
+    grid = torchvision.utils.make_grid(
+        torch.cat([images, reconstructions.clamp(-1, 1)]).cpu() * 0.5 + 0.5, nrow=len(images)
+    )
+    os.makedirs(os.path.join(args.output_dir, "validation"), exist_ok=True)
+    grid_path = os.path.join(args.output_dir, "validation", f"step-{global_step:07d}.png")
+    torchvision.utils.save_image(grid, grid_path)
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_image("validation/reconstructions", grid, global_step)
+    accelerator.log(metrics, step=global_step)
+    logger.info(f"step {global_step} validation: {metrics} (grid: {grid_path})")
+    return metrics
+
+
+def check_finite(accelerator, logs: Dict[str, float], global_step: int) -> None:
+    """Stop every process with a clear error when any process produced a NaN / inf loss."""
+    values = torch.tensor([logs["ae_loss"], logs.get("d_loss", 0.0)], device=accelerator.device)
+    finite = accelerator.gather(torch.isfinite(values).all().float().reshape(1))
+    if not bool(finite.all()):
+        raise FloatingPointError(
+            f"Non-finite loss at step {global_step} on at least one process (this one: {logs}). "
+            "Lower --learning_rate, use --mixed_precision bf16 instead of fp16, or resume from an earlier "
+            f"checkpoint in {args_output_dir_hint(accelerator)}."
+        )
+
+
+def args_output_dir_hint(accelerator) -> str:
+    return accelerator.project_configuration.project_dir or "the output directory"
+
+
+class TrainLog:
+    """Appends one JSON line per optimizer step to `output_dir/logs/train_log.jsonl` (main process)."""
+
+    def __init__(self, path: str, enabled: bool):
+        self.path, self.enabled = path, enabled
+        if enabled:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def write(self, record: Dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def main(args) -> None:
+    logging_dir = os.path.join(args.output_dir, args.logging_dir)
+    # Several processes on a machine without GPUs (e.g. `accelerate launch --multi_gpu
+    # --num_processes 2` on CPU): run them as a gloo process group instead of 2 copies.
+    multi_process_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        cpu=multi_process_cpu,
+    )
+    if int(os.environ.get("WORLD_SIZE", "1")) != accelerator.num_processes:
+        raise RuntimeError(
+            f"Launched {os.environ['WORLD_SIZE']} processes but Accelerate sees {accelerator.num_processes}."
+        )
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logger.info(accelerator.state, main_process_only=False)
+    if args.allow_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+
+    # Models and objective
+    model = build_model(args)
+    num_channels = args.num_channels or model.config.in_channels
+    if num_channels != model.config.in_channels:
+        raise ValueError(f"--num_channels {num_channels} but the model has in_channels={model.config.in_channels}.")
+    discriminator = build_discriminator(args, num_channels)
+    if discriminator.config.in_channels != num_channels:
+        raise ValueError(
+            f"The discriminator takes {discriminator.config.in_channels} channels, the data has {num_channels}."
+        )
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    loss_fn = VQGANLoss(
+        args.perceptual_weight,
+        args.codebook_weight,
+        args.disc_weight,
+        args.disc_factor,
+        args.disc_start,
+        args.disc_loss,
+    ).to(accelerator.device)
+    ema_model = None
+    if args.use_ema:
+        ema_model = EMAModel(model.parameters(), decay=args.ema_decay, model_cls=VQGANModel, model_config=model.config)
+
+    # Data
+    train_dataset, validation_images, train_transform = build_datasets(args, accelerator, num_channels)
+    streaming = isinstance(train_dataset, IterableDataset)
+    train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        batch_size=args.train_batch_size,
+        shuffle=not streaming,
+        collate_fn=collate_fn,
+        num_workers=args.dataloader_num_workers,
+        drop_last=True,
+    )
+
+    # Optimisers (taming: Adam, betas (0.5, 0.9), lr = accumulate * processes * batch * base_lr)
+    scale = args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
+    lr = args.learning_rate * (scale if args.scale_lr else 1)
+    disc_lr = (args.disc_learning_rate or args.learning_rate) * (scale if args.scale_lr else 1)
+    adam = {
+        "betas": (args.adam_beta1, args.adam_beta2),
+        "weight_decay": args.adam_weight_decay,
+        "eps": args.adam_epsilon,
+    }
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, **adam)
+    disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=disc_lr, **adam)
+
+    if streaming:
+        num_update_steps_per_epoch = args.max_train_steps
+    else:
+        num_update_steps_per_epoch = math.ceil(
+            len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
+        )
+    max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    num_train_epochs = math.ceil(max_train_steps / num_update_steps_per_epoch)
+    schedulers = [
+        get_scheduler(
+            args.lr_scheduler,
+            opt,
+            num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+            num_training_steps=max_train_steps * accelerator.num_processes,
+        )
+        for opt in (optimizer, disc_optimizer)
+    ]
+
+    if streaming:  # already sharded per rank with split_dataset_by_node
+        model, discriminator, optimizer, disc_optimizer, *schedulers = accelerator.prepare(
+            model, discriminator, optimizer, disc_optimizer, *schedulers
+        )
+    else:
+        model, discriminator, optimizer, disc_optimizer, train_dataloader, *schedulers = accelerator.prepare(
+            model, discriminator, optimizer, disc_optimizer, train_dataloader, *schedulers
+        )
+    unwrapped = accelerator.unwrap_model(model)
+    disc_module = accelerator.unwrap_model(discriminator)
+    num_embeddings = unwrapped.config.num_embeddings
+    usage = CodebookUsageTracker(num_embeddings, args.codebook_usage_window)
+    reseed_window = CodebookUsageTracker(
+        num_embeddings, max(args.codebook_reseed_steps, 1) * args.gradient_accumulation_steps
+    )
+    accelerator.register_for_checkpointing(usage, reseed_window)
+    if ema_model is not None:
+        ema_model.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema_model)
+
+    if accelerator.is_main_process:
+        config = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers(args.tracker_project_name, config=config)
+
+    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    logger.info("***** Running training *****")
+    logger.info(
+        f"  Processes = {accelerator.num_processes} ({accelerator.distributed_type}), device = {accelerator.device}"
+    )
+    logger.info(f"  Batch size per device = {args.train_batch_size}, total = {total_batch_size}")
+    logger.info(f"  Total optimization steps = {max_train_steps}, lr = {lr:g}, disc lr = {disc_lr:g}")
+
+    global_step, first_epoch, resume_batches = 0, 0, 0
+    if args.resume_from_checkpoint:
+        path = resolve_resume_path(args.output_dir, args.resume_from_checkpoint)
+        if path is None:
+            logger.info(f"No complete checkpoint in {args.output_dir}; starting a new run.")
+        else:
+            logger.info(f"Resuming from {path}")
+            accelerator.load_state(path)
+            global_step = checkpoint_step(path)
+            first_epoch = global_step // num_update_steps_per_epoch
+            resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
+            if streaming:  # skip what this rank's stream already delivered
+                skip = global_step * args.gradient_accumulation_steps * args.train_batch_size
+                train_dataloader = torch.utils.data.DataLoader(
+                    train_dataset.skip(skip),
+                    batch_size=args.train_batch_size,
+                    collate_fn=collate_fn,
+                    num_workers=args.dataloader_num_workers,
+                    drop_last=True,
+                )
+                resume_batches = 0
+
+    metrics_fn = ValidationMetrics(loss_fn, num_embeddings)
+    if metrics_fn.fid_message:
+        logger.info(metrics_fn.fid_message)
+    train_log = TrainLog(os.path.join(logging_dir, "train_log.jsonl"), accelerator.is_main_process)
+    trace_dir = os.environ.get(RANK_TRACE_ENV)
+    progress_bar = tqdm(
+        range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+    )
+    step_logs: Dict[str, float] = {}
+
+    for epoch in range(first_epoch, num_train_epochs):
+        train_transform.set_epoch(epoch)
+        if hasattr(train_dataloader, "set_epoch"):
+            train_dataloader.set_epoch(epoch)
+        elif streaming:
+            train_dataset.set_epoch(epoch)
+        batches = train_dataloader
+        if epoch == first_epoch and resume_batches > 0:
+            batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        for batch in batches:
+            pixel_values = batch["pixel_values"].to(accelerator.device)
+            with accelerator.accumulate(model, discriminator):
+                step_logs = train_step(
+                    args,
+                    accelerator,
+                    model,
+                    discriminator,
+                    disc_module,
+                    loss_fn,
+                    optimizer,
+                    disc_optimizer,
+                    schedulers,
+                    pixel_values,
+                    global_step,
+                    usage,
+                    reseed_window,
+                )
+            if not accelerator.sync_gradients:
+                continue
+
+            global_step += 1
+            progress_bar.update(1)
+            if ema_model is not None:
+                ema_model.step(unwrapped.parameters())
+            step_logs.update(usage.metrics(), lr=schedulers[0].get_last_lr()[0])
+            if args.codebook_reseed_steps > 0 and global_step % args.codebook_reseed_steps == 0:
+                step_logs["codes_reseeded"] = reseed(
+                    args,
+                    accelerator,
+                    unwrapped,
+                    optimizer,
+                    ema_model,
+                    reseed_window,
+                    step_logs.pop("_latents"),
+                    global_step,
+                )
+            step_logs.pop("_latents", None)
+            accelerator.log(step_logs, step=global_step)
+            train_log.write({"step": global_step, **step_logs})
+            progress_bar.set_postfix(ae=f"{step_logs['ae_loss']:.4f}", d=f"{step_logs['d_loss']:.4f}")
+            if trace_dir:
+                write_rank_trace(trace_dir, accelerator, global_step, pixel_values, unwrapped, disc_module)
+
+            if global_step % args.checkpointing_steps == 0:
+                path = save_checkpoint(
+                    accelerator,
+                    args.output_dir,
+                    global_step,
+                    args.checkpoints_total_limit,
+                    before_rename=lambda tmp, step=global_step: maybe_sigkill("save", step),
+                )
+                logger.info(f"Saved state to {path}")
+            if accelerator.is_main_process and global_step % args.validation_steps == 0:
+                log_validation(args, accelerator, model, ema_model, validation_images, metrics_fn, global_step)
+            maybe_sigkill("step", global_step)
+            if global_step >= max_train_steps:
+                break
+        if global_step >= max_train_steps:
+            break
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_final(args, accelerator, unwrapped, disc_module, ema_model, num_channels)
+    accelerator.end_training()
+
+
+def train_step(
+    args,
+    accelerator,
+    model,
+    discriminator,
+    disc_module,
+    loss_fn,
+    optimizer,
+    disc_optimizer,
+    schedulers,
+    pixel_values,
+    global_step,
+    usage,
+    reseed_window,
+) -> Dict[str, float]:
+    """One autoencoder forward, then an autoencoder update and (from disc_start on) a discriminator update."""
+    output = model(pixel_values)
+    reconstructions = output.reconstruction
+    gan_on = discriminator_factor(global_step, args.disc_start, args.disc_factor) > 0
+
+    logits_fake = None
+    if gan_on:  # D's weights get no gradient from the generator loss
+        disc_module.requires_grad_(False)
+        logits_fake = disc_module(reconstructions).logits
+        disc_module.requires_grad_(True)
+    last_layer = accelerator.unwrap_model(model).get_last_layer()
+    generator = loss_fn.generator_loss(
+        pixel_values, reconstructions, output.loss, global_step, logits_fake, last_layer
+    )
+    logs = dict(generator.logs, d_loss=0.0)
+    check_finite(accelerator, logs, global_step)
+    accelerator.backward(generator.loss)
+    if args.max_grad_norm and accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    optimizer.step()
+    schedulers[0].step()
+    optimizer.zero_grad(set_to_none=True)
+
+    if gan_on:
+        logits_real = discriminator(pixel_values.detach()).logits
+        logits_fake = discriminator(reconstructions.detach()).logits
+        disc = loss_fn.discriminator_loss(logits_real, logits_fake, global_step)
+        logs.update(disc.logs)
+        check_finite(accelerator, logs, global_step)
+        accelerator.backward(disc.loss)
+        if args.max_grad_norm and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
+        disc_optimizer.step()
+        disc_optimizer.zero_grad(set_to_none=True)
+    schedulers[1].step()
+
+    indices = accelerator.gather(output.indices.contiguous())
+    usage.update(indices)
+    reseed_window.update(indices)
+    if args.codebook_reseed_steps > 0:
+        logs["_latents"] = output.latents.detach()
+    return logs
+
+
+def reseed(args, accelerator, model, optimizer, ema_model, reseed_window, latents, global_step) -> int:
+    """Re-seed codes unused since the last re-seed from encoder outputs gathered from all ranks."""
+    latents = accelerator.gather(latents.float().contiguous())
+    dead = reseed_window.dead_codes()
+    generator = torch.Generator().manual_seed(args.seed + global_step)  # identical on every rank
+    codebook = model.get_codebook()
+    count = reseed_dead_codes(codebook.data, dead, latents, generator, optimizer.optimizer)
+    if ema_model is not None and count:
+        position = [p is codebook for p in model.parameters()].index(True)
+        ema_model.shadow_params[position].data[dead] = codebook.data[dead].to(ema_model.shadow_params[position].device)
+    reseed_window.reset()
+    return count
+
+
+def write_rank_trace(trace_dir, accelerator, global_step, pixel_values, model, discriminator) -> None:
+    record = {
+        "step": global_step,
+        "batch": tensor_sha(pixel_values),
+        "model": tensor_sha(*model.parameters()),
+        "discriminator": tensor_sha(*discriminator.parameters()),
+    }
+    with open(os.path.join(trace_dir, f"rank{accelerator.process_index}.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def save_final(args, accelerator, model, discriminator, ema_model: Optional[EMAModel], num_channels: int) -> None:
+    """`output_dir/vqgan` (EMA weights when --use_ema) with its image processor, and `output_dir/discriminator`."""
+    if ema_model is not None:
+        ema_model.copy_to(model.parameters())
+    vqgan_dir = os.path.join(args.output_dir, "vqgan")
+    model.save_pretrained(vqgan_dir)
+    VQGANImageProcessor(resolution=args.resolution, num_channels=num_channels).save_pretrained(vqgan_dir)
+    discriminator.save_pretrained(os.path.join(args.output_dir, "discriminator"))
+    logger.info(f"Saved the VQGAN to {vqgan_dir} and the discriminator to {args.output_dir}/discriminator")
+    if args.push_to_hub:
+        from huggingface_hub import create_repo, upload_folder
+
+        repo_id = create_repo(
+            args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
+            exist_ok=True,
+            token=args.hub_token,
+        ).repo_id
+        upload_folder(
+            repo_id=repo_id,
+            folder_path=args.output_dir,
+            token=args.hub_token,
+            ignore_patterns=["checkpoint-*", ".tmp-checkpoint-*"],
+            commit_message="VQGAN training run",
+        )
+
+
+if __name__ == "__main__":
+    main(parse_args())

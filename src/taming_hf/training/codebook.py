@@ -1,0 +1,104 @@
+"""Codebook health: usage over a recent window, perplexity, and re-seeding of dead codes."""
+
+from collections import deque
+from typing import Dict, Optional
+
+import torch
+
+
+class CodebookUsageTracker:
+    """
+    Counts how often each code was chosen over the last `window` updates.
+
+    `usage` is the fraction of codes chosen at least once in the window; `perplexity` is
+    exp(entropy) of the code frequencies in the window (K for perfectly uniform use, 1 for
+    a single code). Has `state_dict` / `load_state_dict`, so Accelerate checkpoints it.
+    """
+
+    def __init__(self, num_embeddings: int, window: int = 100):
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}.")
+        self.num_embeddings = num_embeddings
+        self.window = window
+        self.history = deque(maxlen=window)
+
+    def update(self, indices: torch.Tensor) -> None:
+        """Record a batch of indices of any shape (e.g. (B, h, w), gathered from all ranks)."""
+        counts = torch.bincount(indices.detach().flatten().long().cpu(), minlength=self.num_embeddings)
+        self.history.append(counts)
+
+    def counts(self) -> torch.Tensor:
+        """(num_embeddings,) counts over the window."""
+        if not self.history:
+            return torch.zeros(self.num_embeddings, dtype=torch.long)
+        return torch.stack(list(self.history)).sum(dim=0)
+
+    def dead_codes(self) -> torch.Tensor:
+        """(num_dead,) indices of codes not chosen in the window."""
+        return (self.counts() == 0).nonzero().flatten()
+
+    def metrics(self) -> Dict[str, float]:
+        counts = self.counts()
+        return {"codebook_usage": codebook_usage(counts), "codebook_perplexity": codebook_perplexity(counts)}
+
+    def reset(self) -> None:
+        self.history.clear()
+
+    def state_dict(self) -> Dict:
+        return {"num_embeddings": self.num_embeddings, "window": self.window, "history": list(self.history)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.num_embeddings, self.window = state["num_embeddings"], state["window"]
+        self.history = deque(state["history"], maxlen=self.window)
+
+
+def codebook_usage(counts: torch.Tensor) -> float:
+    """Fraction of codes with a non-zero count; `counts` of shape (num_embeddings,)."""
+    return (counts > 0).float().mean().item()
+
+
+def codebook_perplexity(counts: torch.Tensor) -> float:
+    """exp(entropy) of the empirical code distribution given by `counts` (num_embeddings,)."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    probs = counts.double() / total
+    nonzero = probs[probs > 0]
+    return torch.exp(-(nonzero * nonzero.log()).sum()).item()
+
+
+@torch.no_grad()
+def reseed_dead_codes(
+    codebook: torch.Tensor,
+    dead: torch.Tensor,
+    latents: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+) -> int:
+    """
+    Replace the codebook rows `dead` by encoder outputs drawn at random from `latents`.
+
+    Args:
+        codebook (`torch.Tensor` of shape `(num_embeddings, embed_dim)`): updated in place.
+        dead (`torch.LongTensor` of shape `(num_dead,)`): rows to re-seed.
+        latents (`torch.Tensor` of shape `(batch_size, embed_dim, height, width)`): pre-quantization
+            encoder outputs (gather them from all ranks so every rank re-seeds identically).
+        generator: seeds the choice of latents; use the same seed on every rank.
+        optimizer: if given, its Adam moments for the re-seeded rows are zeroed so stale
+            statistics of the dead code do not push the new one around.
+
+    Returns:
+        The number of codes re-seeded.
+    """
+    if dead.numel() == 0:
+        return 0
+    flat = latents.detach().permute(0, 2, 3, 1).reshape(-1, latents.shape[1]).float().cpu()
+    picks = torch.randint(0, flat.shape[0], (dead.numel(),), generator=generator)
+    dead = dead.to(codebook.device)
+    codebook[dead] = flat[picks].to(device=codebook.device, dtype=codebook.dtype)
+    if optimizer is not None:
+        state = optimizer.state.get(codebook, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][dead] = 0
+    return dead.numel()
