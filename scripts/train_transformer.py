@@ -5,8 +5,8 @@
         --vqgan_model_name_or_path path/to/vqgan --train_data_dir path/to/images \
         --conditioning class --output_dir taming-prior
 
-1. Loads an image dataset (Hub name, local `datasets` directory, image folder with class
-   subfolders, or the Fashion-MNIST IDX files) and encodes it once into index grids with the
+1. Loads an image dataset (Hub id, local `datasets` folder, image folder with class
+   subfolders, or `fashion_mnist` from its local IDX files) and encodes it once into index grids with the
    frozen VQGAN (`encode_dataset`: cached on disk, resumable).
 2. Trains a `GPT2LMHeadModel` on [condition prefix | image codes] with transformers' `Trainer`
    (Accelerate underneath: DDP / FSDP / DeepSpeed, mixed precision, checkpoints and resume,
@@ -18,12 +18,10 @@ See docs/training_transformer.md.
 """
 
 import argparse
-import gzip
 import json
 import logging
 import math
 import os
-import struct
 
 import datasets
 import numpy as np
@@ -32,6 +30,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from taming_hf import VQGANImageProcessor, VQGANModel
 from taming_hf.pipelines.taming.vocabulary import CONDITIONING_KINDS, TokenLayout
+from taming_hf.training.data import load_image_dataset
 from taming_hf.training.prior_data import (
     TOKEN_ORDERS,
     PriorDataCollator,
@@ -43,30 +42,19 @@ from taming_hf.training.prior_trainer import PriorTrainer, SampleGridCallback, b
 
 logger = logging.getLogger(__name__)
 
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", type=str, default=None, help="Hub dataset name or local dataset path.")
-    data.add_argument("--dataset_config_name", type=str, default=None)
     data.add_argument(
-        "--train_data_dir",
+        "--dataset_name",
         type=str,
         default=None,
-        help="An image folder (class subfolders become labels) or a directory with Fashion-MNIST IDX files.",
+        help="Hub dataset id, local dataset folder, or `fashion_mnist` (local IDX files when present).",
+    )
+    data.add_argument("--dataset_config_name", type=str, default=None)
+    data.add_argument(
+        "--train_data_dir", type=str, default=None, help="An image folder; class subfolders become labels."
     )
     data.add_argument("--cache_dir", type=str, default=None, help="Where downloaded datasets are stored.")
     data.add_argument("--image_column", type=str, default="image")
@@ -81,7 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--max_train_samples", type=int, default=None)
     data.add_argument("--max_eval_samples", type=int, default=1000)
     data.add_argument(
-        "--validation_split", type=float, default=0.02, help="Held-out fraction if there is no test split."
+        "--validation_split", type=str, default=None, help='Validation split (default: "validation" or "test").'
+    )
+    data.add_argument(
+        "--validation_fraction", type=float, default=0.02, help="Held out from train when there is no such split."
     )
     data.add_argument("--codes_cache_dir", type=str, default=None, help="Default: {output_dir}/codes_cache.")
     data.add_argument("--encode_batch_size", type=int, default=64)
@@ -134,8 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--hub_model_id", type=str, default=None)
     train.add_argument("--hub_token", type=str, default=None)
     args = parser.parse_args(argv)
-    if args.dataset_name is None and args.train_data_dir is None:
-        parser.error("Give --dataset_name or --train_data_dir.")
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        parser.error("Give exactly one of --dataset_name and --train_data_dir.")
     if not 0.0 < args.pkeep <= 1.0:
         parser.error(f"--pkeep must be in (0, 1], got {args.pkeep}.")
     return args
@@ -146,56 +137,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------
 
 
-def is_idx_directory(path: str) -> bool:
-    return path is not None and os.path.isfile(os.path.join(path, "train-images-idx3-ubyte.gz"))
-
-
-def read_idx(path: str) -> np.ndarray:
-    """An IDX file (optionally gzipped) -> numpy array (uint8 images (N, H, W) or labels (N,))."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        _, dtype_code, ndim = struct.unpack(">HBB", handle.read(4))
-        if dtype_code != 0x08:
-            raise ValueError(f"{path}: only unsigned-byte IDX files are supported, got type code {dtype_code:#x}.")
-        shape = struct.unpack(f">{ndim}I", handle.read(4 * ndim))
-        return np.frombuffer(handle.read(), dtype=np.uint8).reshape(shape)
-
-
-def load_idx_split(directory: str, prefix: str, limit: int = None) -> datasets.Dataset:
-    """Fashion-MNIST IDX files (`{prefix}-images-idx3-ubyte.gz`, labels) -> `Dataset(image, label)`."""
-    images = read_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"))
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    features = datasets.Features(
-        {"image": datasets.Image(), "label": datasets.ClassLabel(names=FASHION_MNIST_CLASSES)}
-    )
-    return datasets.Dataset.from_dict({"image": list(images), "label": labels.tolist()}, features=features)
-
-
 def load_splits(args):
-    """-> (train `Dataset`, validation `Dataset`) of raw images."""
-    source = args.train_data_dir or args.dataset_name
-    if is_idx_directory(source):
-        train = load_idx_split(source, "train", args.max_train_samples)
-        return train, load_idx_split(source, "t10k", args.max_eval_samples)
-    if args.dataset_name is not None:
-        if os.path.isdir(args.dataset_name) and os.path.isfile(os.path.join(args.dataset_name, "dataset_dict.json")):
-            splits = datasets.load_from_disk(args.dataset_name)
-        else:
-            splits = datasets.load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=args.cache_dir)
-    else:
-        splits = datasets.load_dataset("imagefolder", data_dir=args.train_data_dir, cache_dir=args.cache_dir)
-    train = splits["train"]
-    held_out = next((splits[name] for name in ("validation", "test") if name in splits), None)
-    if held_out is None:
-        parts = train.train_test_split(test_size=args.validation_split, seed=args.seed)
-        train, held_out = parts["train"], parts["test"]
-    if args.max_train_samples is not None:
-        train = train.select(range(min(args.max_train_samples, len(train))))
+    """-> (train `Dataset`, validation `Dataset`) of raw images (see `taming_hf.training.data`)."""
+
+    def load(split, limit):
+        return load_image_dataset(
+            args.dataset_name, args.dataset_config_name, args.train_data_dir, split, False, args.cache_dir, limit
+        )
+
+    train = load("train", args.max_train_samples)
+    for split in [args.validation_split] if args.validation_split else ["validation", "test"]:
+        try:
+            return train, load(split, args.max_eval_samples)
+        except (ValueError, KeyError):
+            if args.validation_split:
+                raise
+    parts = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
+    held_out = parts["test"]
     if args.max_eval_samples is not None:
         held_out = held_out.select(range(min(args.max_eval_samples, len(held_out))))
-    return train, held_out
+    return parts["train"], held_out
 
 
 def find_label_column(dataset: datasets.Dataset, requested: str = None):

@@ -159,7 +159,7 @@ def test_image_grid_layout():
 # ----------------------------------------------------------------------------------------------
 
 TINY_RUN = [
-    "--train_data_dir", str(FASHION_MNIST),
+    "--dataset_name", "fashion_mnist",
     "--max_train_samples", "512",
     "--max_eval_samples", "128",
     "--n_layer", "2", "--n_head", "2", "--n_embd", "64",
@@ -292,7 +292,7 @@ def test_image_folder_class_subfolders_become_labels(tmp_path):
             PIL.Image.new("L", (20, 20), color=40 * i).save(tmp_path / name / f"{i}.png")
     script = load_script_module()
     args = script.parse_args(["--vqgan_model_name_or_path", "x", "--train_data_dir", str(tmp_path)])
-    args.validation_split = 0.2
+    args.validation_fraction = 0.2
     train, held_out = script.load_splits(args)
     assert len(train) == 8 and len(held_out) == 2
     label_column = script.find_label_column(train)
@@ -308,8 +308,9 @@ def test_spatial_conditioning_run(tmp_path):
     import datasets
     import PIL.Image
 
-    script = load_script_module()
-    fashion = script.load_idx_split(str(FASHION_MNIST), "train", 96)
+    from taming_hf.training.data import load_fashion_mnist
+
+    fashion = load_fashion_mnist("train", str(FASHION_MNIST), max_samples=96)
     images = [image.resize((16, 16)) for image in fashion["image"]]
     conditions = [image.resize((8, 8)).resize((16, 16), PIL.Image.NEAREST) for image in images]
     features = datasets.Features({"image": datasets.Image(), "condition": datasets.Image()})
@@ -321,7 +322,7 @@ def test_spatial_conditioning_run(tmp_path):
     condition_vqgan.save_pretrained(tmp_path / "condition_vqgan")
     for name in ("vqgan", "condition_vqgan"):
         VQGANImageProcessor(resolution=16, num_channels=1).save_pretrained(tmp_path / name)
-    args = ["--dataset_name", tmp_path / "data", "--image_column", "image", "--validation_split", "0.25"]
+    args = ["--dataset_name", tmp_path / "data", "--image_column", "image", "--validation_fraction", "0.25"]
     args += ["--vqgan_model_name_or_path", tmp_path / "vqgan", "--output_dir", tmp_path / "out"]
     args += ["--condition_vqgan_model_name_or_path", tmp_path / "condition_vqgan"]
     args += ["--condition_image_column", "condition", "--n_layer", "1", "--n_head", "2", "--n_embd", "32"]
