@@ -120,7 +120,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--logging_steps", type=int, default=10)
     train.add_argument("--report_to", type=str, default="none", help='"tensorboard", "wandb", "all" or "none".')
     train.add_argument("--validation_steps", type=int, default=500, help="Evaluate and sample every N steps.")
-    train.add_argument("--num_validation_images", type=int, default=16)
+    train.add_argument(
+        "--num_validation_images",
+        type=int,
+        default=16,
+        help="Images in each sample grid; 0 turns grids off (e.g. with FSDP / ZeRO-3 sharded weights).",
+    )
     train.add_argument("--push_to_hub", action="store_true")
     train.add_argument("--hub_model_id", type=str, default=None)
     train.add_argument("--hub_token", type=str, default=None)
@@ -364,21 +369,24 @@ def main(argv=None):
     def pipeline_for(model):
         return make_pipeline(model, vqgan, condition_vqgan, layout, id2label, token_order)
 
-    samples = SampleGridCallback(
-        pipeline_for,
-        args.output_dir,
-        args.validation_steps,
-        sampling_kwargs(layout, args.num_validation_images, height * factor, width * factor, conditions),
-        columns=min(8, max(1, num_classes)) if conditioning == "class" else 8,
-        seed=args.seed,
-    )
+    callbacks = []
+    if args.num_validation_images > 0:
+        samples = SampleGridCallback(
+            pipeline_for,
+            args.output_dir,
+            args.validation_steps,
+            sampling_kwargs(layout, args.num_validation_images, height * factor, width * factor, conditions),
+            columns=min(8, max(1, num_classes)) if conditioning == "class" else 8,
+            seed=args.seed,
+        )
+        callbacks.append(samples)
     trainer = PriorTrainer(
         model=transformer,
         args=training_args,
         train_dataset=train_codes,
         eval_dataset=eval_codes,
         data_collator=PriorDataCollator(layout, token_order),
-        callbacks=[samples],
+        callbacks=callbacks,
         layout=layout,
         class_dropout_prob=class_dropout_prob,
         pkeep=args.pkeep,
