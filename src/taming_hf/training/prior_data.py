@@ -67,15 +67,6 @@ def make_token_order(name: str, height: int, width: int, seed: int = 1) -> List[
     raise ValueError(f"token order must be one of {TOKEN_ORDERS}, got {name!r}.")
 
 
-def check_token_order(order: Sequence[int], num_cells: int) -> None:
-    """Raise a clear error unless `order` is a permutation of `range(num_cells)`."""
-    if sorted(order) != list(range(num_cells)):
-        raise ValueError(
-            f"token_order must be a permutation of range({num_cells}) (one entry per latent cell); "
-            f"got {len(order)} entries."
-        )
-
-
 # ----------------------------------------------------------------------------------------------
 # Encoding a dataset into index grids
 # ----------------------------------------------------------------------------------------------
@@ -276,6 +267,10 @@ class PriorDataCollator:
         codes = codes.reshape(batch_size, -1)
         _check_range(codes, self.layout.num_image_codes, "image code")
         if self.token_order is not None:
+            if len(self.token_order) != codes.shape[1]:
+                raise ValueError(
+                    f"token_order has {len(self.token_order)} entries but the index grids have {codes.shape[1]} cells."
+                )
             codes = codes[:, torch.as_tensor(self.token_order, dtype=torch.long)]
         prefix = build_prefix(self.layout, batch_size, **self._conditions(features))
         input_ids = torch.cat([prefix, codes], dim=1)
@@ -322,15 +317,15 @@ def corrupt_inputs(
         is_code = labels != IGNORE_INDEX
         replace = is_code & (_uniform(input_ids.shape, input_ids.device, generator) >= pkeep)
         random_codes = torch.randint(
-            0, layout.num_image_codes, input_ids.shape, generator=generator, device=generator_device(generator)
+            0, layout.num_image_codes, input_ids.shape, generator=generator, device=_generator_device(generator)
         )
         input_ids = torch.where(replace, random_codes.to(input_ids.device), input_ids)
     return input_ids
 
 
-def generator_device(generator: Optional[torch.Generator]) -> Optional[torch.device]:
+def _generator_device(generator: Optional[torch.Generator]) -> Optional[torch.device]:
     return None if generator is None else generator.device
 
 
 def _uniform(shape, device, generator: Optional[torch.Generator]) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, device=generator_device(generator)).to(device)
+    return torch.rand(shape, generator=generator, device=_generator_device(generator)).to(device)
