@@ -301,6 +301,15 @@ def save_pipeline(args, trainer, pipeline, metrics: dict) -> None:
         logger.info("Pushed the pipeline to %s", url)
 
 
+def final_eval_metrics(trainer) -> dict:
+    """The evaluation of the last step if Trainer just ran it, else a fresh `trainer.evaluate()`."""
+    last = trainer.state.log_history[-2:] if trainer.state.log_history else []
+    for entry in last:
+        if "eval_loss" in entry and entry.get("step") == trainer.state.global_step:
+            return {key: value for key, value in entry.items() if key.startswith("eval_") or key == "epoch"}
+    return trainer.evaluate()
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -392,7 +401,7 @@ def main(argv=None):
         pkeep=args.pkeep,
     )
     trainer.train(resume_from_checkpoint=resume_checkpoint(args) if args.resume_from_checkpoint else None)
-    metrics = trainer.evaluate()
+    metrics = final_eval_metrics(trainer)
     metrics["eval_perplexity"] = math.exp(metrics["eval_loss"])
     trainer.log_metrics("eval", metrics)
     if trainer.is_world_process_zero():
