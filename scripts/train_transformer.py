@@ -25,6 +25,7 @@ import os
 
 import datasets
 import numpy as np
+import torch
 from transformers import GPT2LMHeadModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -237,12 +238,15 @@ def make_pipeline(transformer, vqgan, condition_vqgan, layout: TokenLayout, id2l
 
 def sampling_kwargs(layout: TokenLayout, num_images: int, height: int, width: int, conditions=None) -> dict:
     """Pipeline-call arguments for the validation grid: every class in turn (class), the given
-    condition images (spatial), or `num_images` unconditional samples, at the training size."""
+    condition images (spatial) or images to complete (completion), or `num_images` unconditional
+    samples, at the training size."""
     size = {"height": height, "width": width}
     if layout.conditioning == "class":
         return {"class_labels": [i % layout.num_condition_tokens for i in range(num_images)], **size}
     if layout.conditioning == "spatial":
         return {"condition_image": conditions}
+    if layout.conditioning == "completion":  # complete the lower half of validation images
+        return {"image": conditions, "batch_size": len(conditions)}
     return {"batch_size": num_images, **size}
 
 
@@ -275,6 +279,7 @@ def training_arguments(args) -> TrainingArguments:
         fp16=args.mixed_precision == "fp16",
         dataloader_num_workers=args.dataloader_num_workers,
         remove_unused_columns=False,
+        use_cpu=not torch.accelerator.is_available(),  # CPU-only hosts: bf16 autocast, gloo process groups
         ddp_find_unused_parameters=False,
     )
 
@@ -370,10 +375,13 @@ def main(argv=None):
     transformer = GPT2LMHeadModel(config)
     logger.info("Prior: %.2fM parameters.", transformer.num_parameters() / 1e6)
 
-    conditions = None
-    if conditioning == "spatial":  # the first validation condition images, preprocessed as in training
+    conditions = None  # the first validation (condition) images, preprocessed as in training
+    if conditioning == "spatial":
         images = eval_raw[: args.num_validation_images][args.condition_image_column]
         conditions = condition_processor(images, return_tensors="pt")["pixel_values"]
+    elif conditioning == "completion":
+        images = eval_raw[: args.num_validation_images][args.image_column]
+        conditions = processor(images, return_tensors="pt")["pixel_values"]
 
     def pipeline_for(model):
         return make_pipeline(model, vqgan, condition_vqgan, layout, id2label, token_order)

@@ -175,8 +175,6 @@ def run_script(args, launcher=None, timeout=240):
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     command = (launcher or [sys.executable]) + [str(SCRIPT)] + [str(a) for a in args]
-    if launcher is not None:
-        env["ACCELERATE_USE_CPU"] = "true"  # the multi-process launcher plus a CPU (gloo) process group
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
