@@ -124,6 +124,41 @@ def test_decay_applies_to_linear_weights_only():
     assert model.config.vocab_size == 43 and model.config.n_positions == 17
 
 
+def test_prior_trainer_corrupts_training_batches_only(tmp_path):
+    import datasets
+    from transformers import TrainingArguments
+
+    from taming_hf.training.prior_trainer import PriorTrainer
+
+    torch.manual_seed(0)
+    codes = datasets.Dataset.from_dict(
+        {"indices": torch.randint(0, 32, (8, 2, 2)).tolist(), "class_labels": list(range(8))}
+    )
+    model = GPT2LMHeadModel(build_prior_config(CLASS_LAYOUT, 5, n_layer=1, n_head=2, n_embd=32))
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to="none", use_cpu=True,
+        remove_unused_columns=False, weight_decay=0.01, adam_beta1=0.9, adam_beta2=0.95,
+    )  # fmt: skip
+    collator = PriorDataCollator(CLASS_LAYOUT)
+    trainer = PriorTrainer(
+        model=model, args=args, eval_dataset=codes, data_collator=collator,
+        layout=CLASS_LAYOUT, class_dropout_prob=1.0, pkeep=0.01,
+    )  # fmt: skip
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        clean_loss = model.eval()(**collator([codes[i] for i in range(8)])).loss.item()
+    assert metrics["eval_loss"] == pytest.approx(clean_loss, rel=1e-5)  # no corruption at evaluation
+    assert metrics["eval_bits_per_token"] == pytest.approx(clean_loss / math.log(2), rel=1e-5)
+    batch = collator([codes[i] for i in range(8)])
+    model.train()
+    corrupted_loss = trainer.compute_loss(model, batch).item()
+    assert corrupted_loss != pytest.approx(clean_loss, rel=1e-3)  # training batches are corrupted
+    optimizer = trainer.create_optimizer()
+    decayed = {id(p) for group in optimizer.param_groups if group["weight_decay"] == 0.01 for p in group["params"]}
+    assert decayed == {id(p) for n, p in model.named_parameters() if n in linear_weight_names(model)}
+    assert optimizer.defaults["betas"] == (0.9, 0.95)
+
+
 def test_encode_dataset_caches_and_resumes(tmp_path):
     import datasets
     import numpy as np
