@@ -328,7 +328,9 @@ def main(argv=None):
     if args.condition_vqgan_model_name_or_path is not None:
         condition_vqgan = VQGANModel.from_pretrained(args.condition_vqgan_model_name_or_path)
         condition_vqgan = condition_vqgan.to(device).requires_grad_(False)
-        condition_processor = load_image_processor(args.condition_vqgan_model_name_or_path, condition_vqgan)
+        condition_processor = load_image_processor(
+            args.condition_vqgan_model_name_or_path, condition_vqgan, args.resolution
+        )
 
     train_raw, eval_raw = load_splits(args)
     label_column = find_label_column(train_raw, args.label_column)
@@ -342,6 +344,8 @@ def main(argv=None):
     class_dropout_prob = args.class_dropout_prob
     if class_dropout_prob is None:
         class_dropout_prob = 0.1 if conditioning == "class" else 0.0
+    if class_dropout_prob > 0 and conditioning != "class":
+        raise ValueError(f"--class_dropout_prob needs --conditioning class, got {conditioning!r}.")
     num_classes, id2label = class_names(train_raw, label_column) if conditioning == "class" else (0, None)
     layout = build_layout(conditioning, vqgan, condition_vqgan, num_classes, class_dropout_prob)
 
