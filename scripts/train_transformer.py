@@ -185,6 +185,17 @@ def class_names(dataset: datasets.Dataset, label_column: str):
     return int(max(dataset[label_column])) + 1, None
 
 
+def load_vqgan(path: str, resolution: int, device, subfolders=("vqgan",)):
+    """A frozen VQGAN and its image processor from `path`, or from the first of `path/{subfolder}`
+    that exists (the output folder of `scripts/train_vqgan.py`, a TamingPipeline folder)."""
+    for subfolder in subfolders:
+        if os.path.isdir(os.path.join(path, subfolder)):
+            path = os.path.join(path, subfolder)
+            break
+    vqgan = VQGANModel.from_pretrained(path).to(device).requires_grad_(False)
+    return vqgan, load_image_processor(path, vqgan, resolution)
+
+
 def load_image_processor(path: str, vqgan: VQGANModel, resolution: int = None) -> VQGANImageProcessor:
     """The VQGAN's saved processor if it has one, else one for its resolution and channel count."""
     overrides = {"num_channels": vqgan.config.in_channels}
@@ -322,14 +333,11 @@ def main(argv=None):
     set_seed(args.seed)
     device = training_args.device
 
-    vqgan = VQGANModel.from_pretrained(args.vqgan_model_name_or_path).to(device).requires_grad_(False)
-    processor = load_image_processor(args.vqgan_model_name_or_path, vqgan, args.resolution)
+    vqgan, processor = load_vqgan(args.vqgan_model_name_or_path, args.resolution, device)
     condition_vqgan = condition_processor = None
     if args.condition_vqgan_model_name_or_path is not None:
-        condition_vqgan = VQGANModel.from_pretrained(args.condition_vqgan_model_name_or_path)
-        condition_vqgan = condition_vqgan.to(device).requires_grad_(False)
-        condition_processor = load_image_processor(
-            args.condition_vqgan_model_name_or_path, condition_vqgan, args.resolution
+        condition_vqgan, condition_processor = load_vqgan(
+            args.condition_vqgan_model_name_or_path, args.resolution, device, ("condition_vqgan", "vqgan")
         )
 
     train_raw, eval_raw = load_splits(args)
