@@ -366,3 +366,14 @@ def test_spatial_conditioning_run(tmp_path):
     assert pipeline.config.conditioning == "spatial" and pipeline.condition_vqgan is not None
     assert pipeline.transformer.config.n_positions == 64 + 64  # condition grid prefix + image grid
     assert (tmp_path / "out" / "samples" / "step-0000006.png").exists()
+
+
+def test_vqgan_loads_from_the_vqgan_script_output_folder(tmp_path):
+    tiny_vqgan().save_pretrained(tmp_path / "vqgan")  # what scripts/train_vqgan.py writes
+    VQGANImageProcessor(resolution=16, num_channels=1).save_pretrained(tmp_path / "vqgan")
+    script = load_script_module()
+    vqgan, processor = script.load_vqgan(str(tmp_path), None, "cpu")
+    assert vqgan.config.num_embeddings == 32 and not any(p.requires_grad for p in vqgan.parameters())
+    assert processor.num_channels == 1 and processor.crop_size["height"] == 16
+    _, resized = script.load_vqgan(str(tmp_path), 32, "cpu")
+    assert resized.crop_size["height"] == 32 and resized.size["shortest_edge"] == 32
