@@ -1,10 +1,13 @@
-"""Everything that exists only for training: losses, the discriminator, data, checkpoints."""
+"""Everything that exists only for training: VQGAN losses, the discriminator, data, checkpoints, and the
+latent prior's data (index grids, token sequences, corruption) and Trainer."""
 
 from .checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from .codebook import CodebookUsageTracker, codebook_perplexity, codebook_usage, reseed_dead_codes
 from .data import ImageTransform, collate_fn, decode_image, load_fashion_mnist, load_image_dataset, read_idx
 from .discriminator import PatchGANDiscriminator, PatchGANDiscriminatorConfig, PatchGANDiscriminatorOutput
 from .losses import VQGANLoss, adaptive_weight, discriminator_factor, hinge_d_loss, vanilla_d_loss
+from .prior_data import PriorDataCollator, corrupt_inputs, encode_dataset, make_token_order
+from .prior_trainer import PriorTrainer, SampleGridCallback, build_prior_config
 
 __all__ = [
     "CodebookUsageTracker",
@@ -12,19 +15,26 @@ __all__ = [
     "PatchGANDiscriminator",
     "PatchGANDiscriminatorConfig",
     "PatchGANDiscriminatorOutput",
+    "PriorDataCollator",
+    "PriorTrainer",
+    "SampleGridCallback",
     "VQGANLoss",
     "adaptive_weight",
+    "build_prior_config",
     "codebook_perplexity",
     "codebook_usage",
     "collate_fn",
+    "corrupt_inputs",
     "decode_image",
     "discriminator_factor",
+    "encode_dataset",
     "hinge_d_loss",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_fashion_mnist",
     "load_image_dataset",
+    "make_token_order",
     "prune_checkpoints",
     "read_idx",
     "reseed_dead_codes",

@@ -1,0 +1,435 @@
+#!/usr/bin/env python
+"""Train the latent GPT prior of a TamingPipeline on the codes of a frozen VQGAN.
+
+    accelerate launch scripts/train_transformer.py \
+        --vqgan_model_name_or_path path/to/vqgan --train_data_dir path/to/images \
+        --conditioning class --output_dir taming-prior
+
+1. Loads an image dataset (Hub id, local `datasets` folder, image folder with class
+   subfolders, or `fashion_mnist` from its local IDX files) and encodes it once into index grids with the
+   frozen VQGAN (`encode_dataset`: cached on disk, resumable).
+2. Trains a `GPT2LMHeadModel` on [condition prefix | image codes] with transformers' `Trainer`
+   (Accelerate underneath: DDP / FSDP / DeepSpeed, mixed precision, checkpoints and resume,
+   trackers); the loss covers image codes only.
+3. Evaluates validation loss and bits per token, samples a grid every `--validation_steps`, and
+   writes a complete TamingPipeline (`model_index.json`, `vqgan/`, `transformer/`) to `--output_dir`.
+
+See docs/training_transformer.md.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+
+import datasets
+import numpy as np
+import torch
+from transformers import GPT2LMHeadModel, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from taming_hf import VQGANImageProcessor, VQGANModel
+from taming_hf.pipelines.taming.vocabulary import CONDITIONING_KINDS, TokenLayout
+from taming_hf.training.data import load_image_dataset
+from taming_hf.training.prior_data import (
+    TOKEN_ORDERS,
+    PriorDataCollator,
+    encode_dataset,
+    make_token_order,
+    prefix_length,
+)
+from taming_hf.training.prior_trainer import PriorTrainer, SampleGridCallback, build_prior_config
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset_name",
+        type=str,
+        default=None,
+        help="Hub dataset id, local dataset folder, or `fashion_mnist` (local IDX files when present).",
+    )
+    data.add_argument("--dataset_config_name", type=str, default=None)
+    data.add_argument(
+        "--train_data_dir", type=str, default=None, help="An image folder; class subfolders become labels."
+    )
+    data.add_argument("--cache_dir", type=str, default=None, help="Where downloaded datasets are stored.")
+    data.add_argument("--image_column", type=str, default="image")
+    data.add_argument(
+        "--label_column",
+        type=str,
+        default=None,
+        help="Class-id column for class conditioning (default: the dataset's ClassLabel column).",
+    )
+    data.add_argument("--condition_image_column", type=str, default=None, help="Condition images (spatial).")
+    data.add_argument("--resolution", type=int, default=None, help="Image size (default: the VQGAN's).")
+    data.add_argument("--max_train_samples", type=int, default=None)
+    data.add_argument("--max_eval_samples", type=int, default=1000)
+    data.add_argument(
+        "--validation_split", type=str, default=None, help='Validation split (default: "validation" or "test").'
+    )
+    data.add_argument(
+        "--validation_fraction", type=float, default=0.02, help="Held out from train when there is no such split."
+    )
+    data.add_argument("--codes_cache_dir", type=str, default=None, help="Default: {output_dir}/codes_cache.")
+    data.add_argument("--encode_batch_size", type=int, default=64)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--vqgan_model_name_or_path", type=str, required=True)
+    model.add_argument("--condition_vqgan_model_name_or_path", type=str, default=None)
+    model.add_argument("--conditioning", type=str, default="auto", choices=("auto",) + CONDITIONING_KINDS)
+    model.add_argument("--n_layer", type=int, default=12)
+    model.add_argument("--n_head", type=int, default=8)
+    model.add_argument("--n_embd", type=int, default=512)
+    model.add_argument("--dropout", type=float, default=0.0, help="GPT2 embedding/attention/residual dropout.")
+    model.add_argument(
+        "--class_dropout_prob",
+        type=float,
+        default=None,
+        help="Probability of the null class (classifier-free guidance). Default 0.1 for class conditioning.",
+    )
+    model.add_argument("--pkeep", type=float, default=1.0, help="Keep probability of each input image code.")
+    model.add_argument("--token_order", type=str, default="raster", choices=TOKEN_ORDERS)
+    model.add_argument("--token_order_seed", type=int, default=1)
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--output_dir", type=str, default="taming-prior")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--train_batch_size", type=int, default=16, help="Per device.")
+    train.add_argument("--eval_batch_size", type=int, default=None, help="Per device (default: train batch).")
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--learning_rate", type=float, default=1e-4)
+    train.add_argument("--scale_lr", action="store_true", help="Multiply lr by batch * accumulation * processes.")
+    train.add_argument("--lr_scheduler", type=str, default="cosine")
+    train.add_argument("--lr_warmup_steps", type=int, default=0)
+    train.add_argument("--adam_beta1", type=float, default=0.9)
+    train.add_argument("--adam_beta2", type=float, default=0.95)
+    train.add_argument("--adam_weight_decay", type=float, default=0.01, help="On linear-layer weights only.")
+    train.add_argument("--adam_epsilon", type=float, default=1e-8)
+    train.add_argument("--max_grad_norm", type=float, default=1.0)
+    train.add_argument("--num_train_epochs", type=int, default=10)
+    train.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
+    train.add_argument("--checkpointing_steps", type=int, default=500)
+    train.add_argument("--checkpoints_total_limit", type=int, default=None)
+    train.add_argument("--resume_from_checkpoint", type=str, default=None, help='A checkpoint directory, or "latest".')
+    train.add_argument("--mixed_precision", type=str, default=None, choices=("no", "fp16", "bf16"))
+    train.add_argument("--dataloader_num_workers", type=int, default=0)
+    train.add_argument("--logging_steps", type=int, default=10)
+    train.add_argument("--report_to", type=str, default="none", help='"tensorboard", "wandb", "all" or "none".')
+    train.add_argument("--validation_steps", type=int, default=500, help="Evaluate and sample every N steps.")
+    train.add_argument(
+        "--num_validation_images",
+        type=int,
+        default=16,
+        help="Images in each sample grid; 0 turns grids off (e.g. with FSDP / ZeRO-3 sharded weights).",
+    )
+    train.add_argument("--push_to_hub", action="store_true")
+    train.add_argument("--hub_model_id", type=str, default=None)
+    train.add_argument("--hub_token", type=str, default=None)
+    args = parser.parse_args(argv)
+    if (args.dataset_name is None) == (args.train_data_dir is None):
+        parser.error("Give exactly one of --dataset_name and --train_data_dir.")
+    if not 0.0 < args.pkeep <= 1.0:
+        parser.error(f"--pkeep must be in (0, 1], got {args.pkeep}.")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def load_splits(args):
+    """-> (train `Dataset`, validation `Dataset`) of raw images (see `taming_hf.training.data`)."""
+
+    def load(split, limit):
+        return load_image_dataset(
+            args.dataset_name, args.dataset_config_name, args.train_data_dir, split, False, args.cache_dir, limit
+        )
+
+    train = load("train", args.max_train_samples)
+    for split in [args.validation_split] if args.validation_split else ["validation", "test"]:
+        try:
+            return train, load(split, args.max_eval_samples)
+        except (ValueError, KeyError):
+            if args.validation_split:
+                raise
+    parts = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
+    held_out = parts["test"]
+    if args.max_eval_samples is not None:
+        held_out = held_out.select(range(min(args.max_eval_samples, len(held_out))))
+    return parts["train"], held_out
+
+
+def find_label_column(dataset: datasets.Dataset, requested: str = None):
+    """The class-id column: `requested`, else the first ClassLabel column, else `label`; None if none."""
+    if requested is not None:
+        if requested not in dataset.column_names:
+            raise ValueError(f"--label_column {requested!r} is not in the dataset's columns {dataset.column_names}.")
+        return requested
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.ClassLabel):
+            return name
+    return "label" if "label" in dataset.column_names else None
+
+
+def class_names(dataset: datasets.Dataset, label_column: str):
+    """-> (number of classes, id2label or None)."""
+    feature = dataset.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return feature.num_classes, dict(enumerate(feature.names))
+    return int(max(dataset[label_column])) + 1, None
+
+
+def load_vqgan(path: str, resolution: int, device, subfolders=("vqgan",)):
+    """A frozen VQGAN and its image processor from `path`, or from the first of `path/{subfolder}`
+    that exists (the output folder of `scripts/train_vqgan.py`, a TamingPipeline folder)."""
+    for subfolder in subfolders:
+        if os.path.isdir(os.path.join(path, subfolder)):
+            path = os.path.join(path, subfolder)
+            break
+    vqgan = VQGANModel.from_pretrained(path).to(device).requires_grad_(False)
+    return vqgan, load_image_processor(path, vqgan, resolution)
+
+
+def load_image_processor(path: str, vqgan: VQGANModel, resolution: int = None) -> VQGANImageProcessor:
+    """The VQGAN's saved processor if it has one, else one for its resolution and channel count."""
+    overrides = {"num_channels": vqgan.config.in_channels}
+    if resolution is not None:
+        overrides["size"] = {"shortest_edge": resolution}
+        overrides["crop_size"] = {"height": resolution, "width": resolution}
+    try:
+        return VQGANImageProcessor.from_pretrained(path, **overrides)
+    except OSError:
+        return VQGANImageProcessor(resolution=resolution or vqgan.config.resolution, **overrides)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model, pipeline and trainer
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_conditioning(args, label_column: str) -> str:
+    if args.conditioning != "auto":
+        return args.conditioning
+    if args.condition_vqgan_model_name_or_path is not None:
+        return "spatial"
+    return "class" if label_column is not None else "unconditional"
+
+
+def build_layout(conditioning: str, vqgan, condition_vqgan, num_classes: int, class_dropout_prob: float):
+    if conditioning == "class":
+        return TokenLayout.build("class", vqgan.config.num_embeddings, num_classes, class_dropout_prob > 0)
+    if conditioning == "spatial":
+        return TokenLayout.build("spatial", vqgan.config.num_embeddings, condition_vqgan.config.num_embeddings)
+    return TokenLayout.build(conditioning, vqgan.config.num_embeddings)
+
+
+def make_pipeline(transformer, vqgan, condition_vqgan, layout: TokenLayout, id2label, token_order):
+    """A `TamingPipeline` around the prior being trained (lazy import: the pipeline module is heavy)."""
+    from taming_hf.pipelines.taming import TamingPipeline
+
+    raster = token_order is None or list(token_order) == sorted(token_order)
+    return TamingPipeline(
+        vqgan=vqgan,
+        transformer=transformer,
+        condition_vqgan=condition_vqgan,
+        conditioning=layout.conditioning,
+        num_condition_tokens=layout.num_condition_tokens,
+        sos_token_id=layout.sos_token_id,
+        null_class_token_id=layout.null_class_token_id,
+        id2label=id2label,
+        token_order=None if raster else list(token_order),
+    )
+
+
+def sampling_kwargs(layout: TokenLayout, num_images: int, height: int, width: int, conditions=None) -> dict:
+    """Pipeline-call arguments for the validation grid: every class in turn (class), the given
+    condition images (spatial) or images to complete (completion), or `num_images` unconditional
+    samples, at the training size."""
+    size = {"height": height, "width": width}
+    if layout.conditioning == "class":
+        return {"class_labels": [i % layout.num_condition_tokens for i in range(num_images)], **size}
+    if layout.conditioning == "spatial":
+        return {"condition_image": conditions}
+    if layout.conditioning == "completion":  # complete the lower half of validation images
+        return {"image": conditions, "batch_size": len(conditions)}
+    return {"batch_size": num_images, **size}
+
+
+def training_arguments(args) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=args.output_dir,
+        seed=args.seed,
+        per_device_train_batch_size=args.train_batch_size,
+        per_device_eval_batch_size=args.eval_batch_size or args.train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type=args.lr_scheduler,
+        warmup_steps=args.lr_warmup_steps,
+        adam_beta1=args.adam_beta1,
+        adam_beta2=args.adam_beta2,
+        adam_epsilon=args.adam_epsilon,
+        weight_decay=args.adam_weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        num_train_epochs=args.num_train_epochs,
+        max_steps=args.max_train_steps if args.max_train_steps is not None else -1,
+        save_strategy="steps",
+        save_steps=args.checkpointing_steps,
+        save_total_limit=args.checkpoints_total_limit,
+        eval_strategy="steps",
+        eval_steps=args.validation_steps,
+        logging_steps=args.logging_steps,
+        logging_first_step=True,
+        report_to=args.report_to,
+        bf16=args.mixed_precision == "bf16",
+        fp16=args.mixed_precision == "fp16",
+        dataloader_num_workers=args.dataloader_num_workers,
+        remove_unused_columns=False,
+        use_cpu=not torch.accelerator.is_available(),  # CPU-only hosts: bf16 autocast, gloo process groups
+        ddp_find_unused_parameters=False,
+    )
+
+
+def resume_checkpoint(args):
+    if args.resume_from_checkpoint != "latest":
+        return args.resume_from_checkpoint
+    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if last is None:
+        logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh.", args.output_dir)
+    return last
+
+
+def save_pipeline(args, trainer, pipeline, metrics: dict) -> None:
+    """Write the pipeline and its model card into output_dir (main process); optionally upload it."""
+    pipeline.save_pretrained(args.output_dir)
+    trainer.state.save_to_json(os.path.join(args.output_dir, "trainer_state.json"))
+    card_metrics = {"validation loss (nats/token)": round(metrics["eval_loss"], 4)}
+    card_metrics["validation bits per token"] = round(metrics["eval_bits_per_token"], 4)
+    repo_id = args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir))
+    pipeline.create_model_card(repo_id, metrics=card_metrics).save(os.path.join(args.output_dir, "README.md"))
+    if args.push_to_hub:
+        url = pipeline.push_to_hub(repo_id, metrics=card_metrics, token=args.hub_token)
+        logger.info("Pushed the pipeline to %s", url)
+
+
+def final_eval_metrics(trainer) -> dict:
+    """The evaluation of the last step if Trainer just ran it, else a fresh `trainer.evaluate()`."""
+    last = trainer.state.log_history[-2:] if trainer.state.log_history else []
+    for entry in last:
+        if "eval_loss" in entry and entry.get("step") == trainer.state.global_step:
+            return {key: value for key, value in entry.items() if key.startswith("eval_") or key == "epoch"}
+    return trainer.evaluate()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    training_args = training_arguments(args)
+    set_seed(args.seed)
+    device = training_args.device
+
+    vqgan, processor = load_vqgan(args.vqgan_model_name_or_path, args.resolution, device)
+    condition_vqgan = condition_processor = None
+    if args.condition_vqgan_model_name_or_path is not None:
+        condition_vqgan, condition_processor = load_vqgan(
+            args.condition_vqgan_model_name_or_path, args.resolution, device, ("condition_vqgan", "vqgan")
+        )
+
+    train_raw, eval_raw = load_splits(args)
+    label_column = find_label_column(train_raw, args.label_column)
+    conditioning = resolve_conditioning(args, label_column)
+    if conditioning == "spatial" and (condition_vqgan is None or args.condition_image_column is None):
+        raise ValueError(
+            "--conditioning spatial needs --condition_vqgan_model_name_or_path and --condition_image_column."
+        )
+    if conditioning == "class" and label_column is None:
+        raise ValueError(f"--conditioning class needs a label column; the dataset has {train_raw.column_names}.")
+    class_dropout_prob = args.class_dropout_prob
+    if class_dropout_prob is None:
+        class_dropout_prob = 0.1 if conditioning == "class" else 0.0
+    if class_dropout_prob > 0 and conditioning != "class":
+        raise ValueError(f"--class_dropout_prob needs --conditioning class, got {conditioning!r}.")
+    num_classes, id2label = class_names(train_raw, label_column) if conditioning == "class" else (0, None)
+    layout = build_layout(conditioning, vqgan, condition_vqgan, num_classes, class_dropout_prob)
+
+    encode_kwargs = dict(
+        vqgan=vqgan,
+        image_processor=processor,
+        image_column=args.image_column,
+        label_column=label_column if conditioning == "class" else None,
+        condition_column=args.condition_image_column if conditioning == "spatial" else None,
+        condition_vqgan=condition_vqgan,
+        condition_processor=condition_processor,
+        batch_size=args.encode_batch_size,
+        cache_dir=args.codes_cache_dir or os.path.join(args.output_dir, "codes_cache"),
+    )
+    with training_args.main_process_first(desc="encoding the dataset with the VQGAN"):
+        train_codes = encode_dataset(train_raw, **encode_kwargs)
+        eval_codes = encode_dataset(eval_raw, **encode_kwargs)
+
+    height, width = np.asarray(train_codes[0]["indices"]).shape
+    factor = vqgan.config.downsample_factor
+    condition_cells = np.asarray(train_codes[0]["condition_indices"]).size if conditioning == "spatial" else 0
+    sequence_length = prefix_length(layout, condition_cells) + height * width
+    token_order = make_token_order(args.token_order, height, width, args.token_order_seed)
+    logger.info("Layout %s; latent grid %dx%d; sequence length %d.", layout, height, width, sequence_length)
+
+    if args.scale_lr:
+        training_args.learning_rate *= (
+            args.train_batch_size * args.gradient_accumulation_steps * training_args.world_size
+        )
+    config = build_prior_config(layout, sequence_length, args.n_layer, args.n_head, args.n_embd, args.dropout)
+    transformer = GPT2LMHeadModel(config)
+    logger.info("Prior: %.2fM parameters.", transformer.num_parameters() / 1e6)
+
+    conditions = None  # the first validation (condition) images, preprocessed as in training
+    if conditioning == "spatial":
+        images = eval_raw[: args.num_validation_images][args.condition_image_column]
+        conditions = condition_processor(images, return_tensors="pt")["pixel_values"]
+    elif conditioning == "completion":
+        images = eval_raw[: args.num_validation_images][args.image_column]
+        conditions = processor(images, return_tensors="pt")["pixel_values"]
+
+    def pipeline_for(model):
+        return make_pipeline(model, vqgan, condition_vqgan, layout, id2label, token_order)
+
+    callbacks = []
+    if args.num_validation_images > 0:
+        samples = SampleGridCallback(
+            pipeline_for,
+            args.output_dir,
+            args.validation_steps,
+            sampling_kwargs(layout, args.num_validation_images, height * factor, width * factor, conditions),
+            columns=min(8, max(1, num_classes)) if conditioning == "class" else 8,
+            seed=args.seed,
+        )
+        callbacks.append(samples)
+    trainer = PriorTrainer(
+        model=transformer,
+        args=training_args,
+        train_dataset=train_codes,
+        eval_dataset=eval_codes,
+        data_collator=PriorDataCollator(layout, token_order),
+        callbacks=callbacks,
+        layout=layout,
+        class_dropout_prob=class_dropout_prob,
+        pkeep=args.pkeep,
+    )
+    trainer.train(resume_from_checkpoint=resume_checkpoint(args) if args.resume_from_checkpoint else None)
+    metrics = final_eval_metrics(trainer)
+    metrics["eval_perplexity"] = math.exp(metrics["eval_loss"])
+    trainer.log_metrics("eval", metrics)
+    if trainer.is_world_process_zero():
+        trainer.save_metrics("eval", metrics)
+        save_pipeline(args, trainer, pipeline_for(trainer.model), metrics)
+        logger.info("Saved the TamingPipeline to %s: %s", args.output_dir, json.dumps(metrics))
+    trainer.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main()
