@@ -81,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     model = parser.add_argument_group("model")
     model.add_argument("--vqgan_model_name_or_path", type=str, required=True)
     model.add_argument("--condition_vqgan_model_name_or_path", type=str, default=None)
-    model.add_argument("--conditioning", type=str, default="auto", choices=("auto",) + CONDITIONING_KINDS)
+    trainable = tuple(kind for kind in CONDITIONING_KINDS if kind != "coordinates")  # no coordinate datasets
+    model.add_argument("--conditioning", type=str, default="auto", choices=("auto",) + trainable)
     model.add_argument("--n_layer", type=int, default=12)
     model.add_argument("--n_head", type=int, default=8)
     model.add_argument("--n_embd", type=int, default=512)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from taming_hf import TamingPipeline, TamingPipelineOutput, TokenLayout, VQGANConfig, VQGANModel
+from taming_hf.pipelines.taming.pipeline_taming import encode_coordinates
 from taming_hf.pipelines.taming.sampling import window_start
+from taming_hf.testing_utils import import_original_taming
 
 K = 16  # image codes
 NUM_CLASSES = 3
@@ -76,6 +79,18 @@ def make_spatial_pipeline(n_positions=2 * WINDOW * WINDOW):
         condition_vqgan=condition_vqgan,
         conditioning="spatial",
         num_condition_tokens=condition_codes,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def make_coordinate_pipeline(n_embed=8, factor=2):
+    pipe = TamingPipeline(
+        tiny_vqgan(),
+        tiny_gpt(K + n_embed + 1, 2 * WINDOW * WINDOW),
+        conditioning="coordinates",
+        num_condition_tokens=n_embed + 1,
+        coordinate_downsample_factor=factor,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -258,13 +273,16 @@ def test_window_start_matches_original_formula():
 
 
 @torch.no_grad()
-def reference_sliding_window(gpt, prefix, height, width, scale=1.0, null_prefix=None):
-    """The original's high-resolution loop: a full forward of the window before each cell, greedy."""
+def reference_sliding_window(gpt, prefix, height, width, scale=1.0, null_prefix=None, condition=None):
+    """The original's high-resolution loop: a full forward of the window before each cell, greedy.
+    With a `condition` grid (h, w), the prefix is its crop by the same window."""
     grid = torch.zeros(height, width, dtype=torch.long)
     for i in range(height):
         for j in range(width):
             top, left = reference_window_start(i, height), reference_window_start(j, width)
             window = grid[top : top + WINDOW, left : left + WINDOW].reshape(-1)
+            if condition is not None:
+                prefix = condition[top : top + WINDOW, left : left + WINDOW].reshape(-1)
             before = window[: (i - top) * min(width, WINDOW) + (j - left)]
             scores = gpt(torch.cat([prefix, before])[None]).logits[0, -1].log_softmax(-1)
             if scale != 1.0:
@@ -308,6 +326,80 @@ def test_sliding_window_spatial():
     condition = torch.rand(1, 1, 16, 12) * 2 - 1
     out = pipe(condition_image=condition, generator=seeded(), output_type="latent").indices
     assert out.shape == (1, 8, 6) and out.max() < K
+
+
+# ------------------------------------------------------------------------------------ coordinates
+
+
+@pytest.mark.parametrize("n_embed, factor", [(8, 1), (8, 2), (1024, 4), (1024, 16)])
+def test_coordinate_codes_match_original_coord_stage(n_embed, factor):
+    coord_stage = import_original_taming("taming.modules.misc.coord").CoordStage(n_embed, factor)
+    torch.manual_seed(0)
+    size = 4 * factor
+    ramp = torch.linspace(0, 1, size * size).reshape(1, 1, size, size)
+    for coordinates in (torch.rand(3, 1, size, 2 * size), ramp, torch.rand(2, 1, size, size) ** 4):
+        _, _, (_, _, theirs) = coord_stage.encode(coordinates)
+        ours = encode_coordinates(coordinates, n_embed, factor)
+        assert ours.shape == (coordinates.shape[0], coordinates.shape[2] // factor, coordinates.shape[3] // factor)
+        assert torch.equal(ours, theirs[:, 0])
+    ones = torch.ones(1, 1, size, size)  # n_embed + 1 codes: 0 ... n_embed
+    assert encode_coordinates(ones, n_embed, factor).unique().tolist() == [n_embed]
+    assert encode_coordinates(ones * 0, n_embed, factor).unique().tolist() == [0]
+
+
+def test_coordinate_conditioning_uses_codes_as_prefix():
+    pipe = make_coordinate_pipeline()
+    assert pipe.layout.conditioning == "coordinates" and pipe.layout.vocab_size == K + 9
+    coordinates = torch.rand(2, 1, 8, 8)
+    out = pipe(condition_image=coordinates, top_k=1, output_type="latent")
+    codes = encode_coordinates(coordinates, 8, 2).reshape(2, -1) + K
+    assert codes.min() >= K and codes.max() <= K + 8
+    assert torch.equal(out.indices.reshape(2, -1), greedy_reference(pipe.transformer, codes, 16))
+    # a PIL "L" image means its values / 255
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    from_pil = pipe(condition_image=PIL.Image.fromarray(pixels), top_k=1, output_type="latent").indices
+    as_tensor = torch.from_numpy(pixels / 255.0).float()[None, None]
+    assert torch.equal(from_pil, pipe(condition_image=as_tensor, top_k=1, output_type="latent").indices)
+
+
+def test_sliding_window_coordinates_crops_the_condition_grid():
+    pipe = make_coordinate_pipeline()
+    coordinates = torch.rand(1, 1, 16, 12)
+    out = pipe(condition_image=coordinates, top_k=1, output_type="latent").indices
+    assert out.shape == (1, 8, 6)
+    condition = encode_coordinates(coordinates, 8, 2)[0] + K
+    assert torch.equal(out[0], reference_sliding_window(pipe.transformer, None, 8, 6, condition=condition))
+
+
+def test_error_coordinate_inputs():
+    def raises(message):
+        return pytest.raises(ValueError, match="^" + re.escape(message) + "$")
+
+    pipe = make_coordinate_pipeline()
+    with raises("condition_image must hold coordinates in [0, 1], got values in [-0.5, 1]."):
+        pipe(condition_image=torch.linspace(-0.5, 1, 64).reshape(1, 1, 8, 8))
+    with raises("condition_image must hold coordinates in [0, 1], got values in [0, 1.25]."):
+        pipe(condition_image=torch.linspace(0, 1.25, 64).reshape(1, 1, 8, 8))
+    with raises("condition_image has 3 channels, but coordinate conditioning expects 1."):
+        pipe(condition_image=torch.zeros(1, 3, 8, 8))
+    with raises("condition_image is 7x8 pixels, which is not divisible by the coordinate_downsample_factor 2."):
+        pipe(condition_image=torch.zeros(1, 1, 7, 8))
+    with raises(
+        "condition_image encodes to a 4x4 code grid, but the image grid is 6x4; pass a condition image of 12x8 pixels."
+    ):
+        pipe(condition_image=torch.zeros(1, 1, 8, 8), height=12, width=8)
+    with raises(
+        "This is a coordinate-conditioned pipeline: pass a condition_image, a (batch, 1, height, width) coordinate "
+        "map in [0, 1]."
+    ):
+        pipe()
+    with raises(
+        "conditioning='coordinates' needs a positive coordinate_downsample_factor (the original CoordStage's "
+        "down_factor), got None."
+    ):
+        TamingPipeline(tiny_vqgan(), tiny_gpt(K + 9, 32), conditioning="coordinates", num_condition_tokens=9)
+    with raises("A 'coordinates' layout needs num_condition_tokens > 0, got 0."):
+        TokenLayout.build("coordinates", K)
 
 
 # ----------------------------------------------------------------------------------------- errors

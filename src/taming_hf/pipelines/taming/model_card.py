@@ -9,6 +9,7 @@ _PIPELINE_TAGS = {
     "completion": "unconditional-image-generation",
     "class": "image-generation",
     "spatial": "image-to-image",
+    "coordinates": "image-to-image",
 }
 
 _CALLS = {
@@ -16,6 +17,7 @@ _CALLS = {
     "completion": "pipe(image=image, num_rows_to_keep=8, top_k=250, generator=generator).images",
     "class": "pipe(class_labels=[1, 2], top_k=600, top_p=0.92, generator=generator).images",
     "spatial": "pipe(condition_image=segmentation_map, top_k=100, generator=generator).images",
+    "coordinates": "pipe(condition_image=coordinate_map, top_k=100, generator=generator).images",
 }
 
 

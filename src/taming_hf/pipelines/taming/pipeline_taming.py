@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.pipelines import pipeline_loading_utils
 from diffusers.utils import BaseOutput
@@ -40,6 +41,18 @@ pipeline_loading_utils.LOADABLE_CLASSES.setdefault("taming_hf", {}).update(_TAMI
 pipeline_loading_utils.ALL_IMPORTABLE_CLASSES.update(_TAMING_LOADABLE)
 
 
+def encode_coordinates(coordinates: torch.Tensor, num_levels: int, downsample_factor: int) -> torch.LongTensor:
+    """
+    Quantize a `(B, 1, H, W)` coordinate map in [0, 1] to a `(B, H / f, W / f)` code grid as the original's
+    `CoordStage` does: area-downsample by `f = downsample_factor`, clamp to [0, 1], scale by `num_levels`
+    (its `n_embed`) and round, so codes lie in `[0, num_levels]`.
+    """
+    height, width = coordinates.shape[-2:]
+    size = (height // downsample_factor, width // downsample_factor)
+    pooled = F.interpolate(coordinates, size=size, mode="area").clamp(0.0, 1.0)
+    return (pooled * num_levels).round().long()[:, 0]
+
+
 @dataclass
 class TamingPipelineOutput(BaseOutput):
     """
@@ -61,7 +74,8 @@ class TamingPipeline(DiffusionPipeline):
     codebook indices, which the VQGAN decodes to pixels.
 
     The prior's vocabulary is `[0, K)` image codes, then `num_condition_tokens` condition tokens (class
-    ids, or the condition VQGAN's codes) at offset K, then special tokens (see [`TokenLayout`]).
+    ids, the condition VQGAN's codes, or coordinate codes) at offset K, then special tokens (see
+    [`TokenLayout`]).
 
     Args:
         vqgan ([`VQGANModel`]):
@@ -71,9 +85,9 @@ class TamingPipeline(DiffusionPipeline):
         condition_vqgan ([`VQGANModel`], *optional*):
             Encodes spatial conditions (segmentation, depth) into a code grid aligned with the image grid.
         conditioning (`str`, defaults to `"unconditional"`):
-            `"unconditional"`, `"class"`, `"spatial"` or `"completion"`.
+            `"unconditional"`, `"class"`, `"spatial"`, `"coordinates"` or `"completion"`.
         num_condition_tokens (`int`, defaults to 0):
-            Number of classes, or the condition VQGAN's codebook size.
+            Number of classes, the condition VQGAN's codebook size, or `n_embed + 1` coordinate codes.
         sos_token_id (`int`, *optional*):
             Start token of unconditional models; defaults to the first id after the condition tokens.
         null_class_token_id (`int`, *optional*):
@@ -83,6 +97,9 @@ class TamingPipeline(DiffusionPipeline):
         token_order (`List[int]`, *optional*):
             `token_order[i]` is the raster position of the i-th generated token (the original's
             permuters); `None` means raster order.
+        coordinate_downsample_factor (`int`, *optional*):
+            For `conditioning="coordinates"`: the factor by which coordinate maps are area-downsampled to
+            the condition grid (the original `CoordStage`'s `down_factor`).
     """
 
     model_cpu_offload_seq = "transformer->vqgan"
@@ -99,6 +116,7 @@ class TamingPipeline(DiffusionPipeline):
         null_class_token_id: Optional[int] = None,
         id2label: Optional[Dict[int, str]] = None,
         token_order: Optional[List[int]] = None,
+        coordinate_downsample_factor: Optional[int] = None,
     ):
         super().__init__()
         if sos_token_id is None and conditioning in ("unconditional", "completion"):
@@ -114,6 +132,7 @@ class TamingPipeline(DiffusionPipeline):
             null_class_token_id=null_class_token_id,
             id2label=id2label,
             token_order=token_order,
+            coordinate_downsample_factor=coordinate_downsample_factor,
         )
         self._check_components()
         self.image_processor = VQGANImageProcessor()
@@ -154,6 +173,12 @@ class TamingPipeline(DiffusionPipeline):
                     f"num_condition_tokens={layout.num_condition_tokens} must equal the condition_vqgan's codebook "
                     f"size ({codes}) for conditioning='spatial'."
                 )
+        factor = self.config.coordinate_downsample_factor
+        if layout.conditioning == "coordinates" and (factor is None or factor < 1):
+            raise ValueError(
+                "conditioning='coordinates' needs a positive coordinate_downsample_factor (the original "
+                f"CoordStage's down_factor), got {factor}."
+            )
 
     def get_label_ids(self, label: Union[str, List[str]]) -> List[int]:
         """
@@ -176,20 +201,23 @@ class TamingPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------ conditions
 
-    def _pixels(self, image: ImageInput, channels: int, name: str) -> torch.Tensor:
-        """A PIL image, a list of them, or a (B, C, H, W) tensor in [-1, 1] -> (B, C, H, W) float tensor."""
+    def _pixels(self, image: ImageInput, channels: int, name: str, coordinates: bool = False) -> torch.Tensor:
+        """A PIL image, a list of them, or a (B, C, H, W) tensor in [-1, 1] ([0, 1] for coordinates) -> a
+        (B, C, H, W) float tensor."""
         if isinstance(image, PIL.Image.Image):
             image = [image]
         if isinstance(image, (list, tuple)):
             mode = "L" if channels == 1 else "RGB"
             arrays = [np.asarray(item.convert(mode), dtype=np.float32) for item in image]
             arrays = [array[..., None] if array.ndim == 2 else array for array in arrays]
-            image = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+            image = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+            image = image / 255.0 if coordinates else image / 127.5 - 1.0
         if not isinstance(image, torch.Tensor) or image.ndim != 4:
             shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
             raise ValueError(f"{name} must be a PIL image or a (batch, channels, height, width) tensor, got {shape}.")
         if image.shape[1] != channels:
-            raise ValueError(f"{name} has {image.shape[1]} channels, but its VQGAN expects {channels}.")
+            expects = "coordinate conditioning expects" if coordinates else "its VQGAN expects"
+            raise ValueError(f"{name} has {image.shape[1]} channels, but {expects} {channels}.")
         return image.float()
 
     def _encode(self, vqgan: VQGANModel, image: ImageInput, name: str) -> torch.LongTensor:
@@ -202,6 +230,23 @@ class TamingPipeline(DiffusionPipeline):
                 f"{name} is {height}x{width} pixels, which is not divisible by its VQGAN's downsampling factor {factor}."
             )
         return vqgan.encode(pixels.to(device=self._execution_device, dtype=vqgan.dtype)).indices
+
+    def _encode_coordinates(self, image: ImageInput) -> torch.LongTensor:
+        """Encode a coordinate map in [0, 1] to (B, h, w) coordinate codes, checking values and size first."""
+        coordinates = self._pixels(image, 1, "condition_image", coordinates=True)
+        low, high = coordinates.min().item(), coordinates.max().item()
+        if not (low >= 0.0 and high <= 1.0):
+            raise ValueError(
+                f"condition_image must hold coordinates in [0, 1], got values in [{low:.4g}, {high:.4g}]."
+            )
+        factor = self.config.coordinate_downsample_factor
+        height, width = coordinates.shape[-2:]
+        if height % factor or width % factor:
+            raise ValueError(
+                f"condition_image is {height}x{width} pixels, which is not divisible by the "
+                f"coordinate_downsample_factor {factor}."
+            )
+        return encode_coordinates(coordinates, self.config.num_condition_tokens - 1, factor)
 
     def _latent_size(self, height: Optional[int], width: Optional[int], default: Tuple[int, int]) -> Tuple[int, int]:
         factor = self.vqgan.config.downsample_factor
@@ -363,7 +408,9 @@ class TamingPipeline(DiffusionPipeline):
                 Images per class label, condition image or completion image.
             condition_image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
                 Spatial condition (segmentation / depth map) for `conditioning="spatial"`; its code grid from
-                `condition_vqgan` must match the image grid, and sets the output size by default.
+                `condition_vqgan` must match the image grid, and sets the output size by default. For
+                `conditioning="coordinates"`, a `(B, 1, H, W)` coordinate map in [0, 1] (or PIL `"L"` images,
+                scaled to [0, 1]) whose size is the image grid times `coordinate_downsample_factor`.
             image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
                 Image to complete: its first `num_rows_to_keep` rows of tokens are kept, the rest is sampled.
             num_rows_to_keep (`int`, *optional*):
@@ -405,8 +452,8 @@ class TamingPipeline(DiffusionPipeline):
         elif layout.conditioning == "completion":
             raise ValueError("This is a completion pipeline: pass the image to complete.")
 
-        # 2. Prefix tokens (B, P), or the aligned condition grid for spatial models.
-        condition_grid = None
+        # 2. Prefix tokens (B, P), or the aligned condition grid for spatial and coordinate models.
+        condition_grid = condition_factor = None
         if layout.conditioning == "class":
             if class_labels is None:
                 raise ValueError("This is a class-conditional pipeline: pass class_labels (ids or get_label_ids).")
@@ -415,11 +462,21 @@ class TamingPipeline(DiffusionPipeline):
             if condition_image is None:
                 raise ValueError("This is a spatially conditioned pipeline: pass a condition_image.")
             condition_grid = self._encode(self.condition_vqgan, condition_image, "condition_image").cpu()
+            condition_factor = self.condition_vqgan.config.downsample_factor
+        elif layout.conditioning == "coordinates":
+            if condition_image is None:
+                raise ValueError(
+                    "This is a coordinate-conditioned pipeline: pass a condition_image, a (batch, 1, height, width) "
+                    "coordinate map in [0, 1]."
+                )
+            condition_grid = self._encode_coordinates(condition_image)
+            condition_factor = self.config.coordinate_downsample_factor
+        else:
+            prefix = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
+        if condition_grid is not None:
             condition_grid = condition_grid + layout.condition_offset
             default_size = tuple(condition_grid.shape[1:])
             prefix = None
-        else:
-            prefix = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
 
         grid_h, grid_w = self._latent_size(height, width, default_size)
         num_tokens = grid_h * grid_w
@@ -430,8 +487,7 @@ class TamingPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"condition_image encodes to a {condition_grid.shape[1]}x{condition_grid.shape[2]} code grid, "
                     f"but the image grid is {grid_h}x{grid_w}; pass a condition image of "
-                    f"{grid_h * self.condition_vqgan.config.downsample_factor}x"
-                    f"{grid_w * self.condition_vqgan.config.downsample_factor} pixels."
+                    f"{grid_h * condition_factor}x{grid_w * condition_factor} pixels."
                 )
             condition_grid = condition_grid.repeat_interleave(num_images_per_prompt, dim=0)
             rows = condition_grid.shape[0]

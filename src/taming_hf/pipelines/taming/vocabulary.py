@@ -4,8 +4,9 @@ The latent prior is a plain `GPT2LMHeadModel`; its vocabulary is laid out as
 
     [0, num_image_codes)                                  image codes (the VQGAN's codebook)
     [condition_offset, condition_offset + num_condition_tokens)
-                                                          condition tokens: class ids, or the
-                                                          condition VQGAN's codes
+                                                          condition tokens: class ids, the
+                                                          condition VQGAN's codes, or
+                                                          coordinate codes
     sos_token_id                                          start token of unconditional models
     null_class_token_id                                   "no class" for classifier-free guidance
 
@@ -16,7 +17,7 @@ as code constants), so a converted original checkpoint and a freshly trained one
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-CONDITIONING_KINDS = ("unconditional", "class", "spatial", "completion")
+CONDITIONING_KINDS = ("unconditional", "class", "spatial", "coordinates", "completion")
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,14 @@ class TokenLayout:
     Args:
         conditioning (`str`):
             `"unconditional"` (an SOS prefix), `"class"` (one class token), `"spatial"` (the
-            condition VQGAN's code grid, aligned with the image grid) or `"completion"`
-            (unconditional, sampled from a partial image).
+            condition VQGAN's code grid, aligned with the image grid), `"coordinates"` (a grid of
+            quantized coordinates, aligned with the image grid: the original's FacesHQ models) or
+            `"completion"` (unconditional, sampled from a partial image).
         num_image_codes (`int`):
             Codebook size K of the image VQGAN; image codes are token ids `[0, K)`.
         num_condition_tokens (`int`):
-            Number of classes, or the condition VQGAN's codebook size; 0 for unconditional models.
+            Number of classes, the condition VQGAN's codebook size, or the number of coordinate levels;
+            0 for unconditional models.
         sos_token_id (`int`, *optional*):
             The start token that prefixes unconditional sequences.
         null_class_token_id (`int`, *optional*):
@@ -49,7 +52,7 @@ class TokenLayout:
             raise ValueError(f"conditioning must be one of {CONDITIONING_KINDS}, got {self.conditioning!r}.")
         if self.num_image_codes <= 0:
             raise ValueError(f"num_image_codes must be positive, got {self.num_image_codes}.")
-        if self.conditioning in ("class", "spatial") and self.num_condition_tokens <= 0:
+        if self.conditioning in ("class", "spatial", "coordinates") and self.num_condition_tokens <= 0:
             raise ValueError(
                 f"A {self.conditioning!r} layout needs num_condition_tokens > 0, got {self.num_condition_tokens}."
             )
