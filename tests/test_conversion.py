@@ -310,8 +310,6 @@ def convert_net2net(tmp_path, conditioning, permuter=None, extra_args=()):
     out = tmp_path / "pipeline"
     argv = ["--checkpoint", str(ckpt), "--config", str(config), "--output_dir", str(out), *extra_args]
     assert convert_main(argv) == 0
-    if conditioning == "coordinates":
-        return original, out
     from taming_hf.pipelines.taming import TamingPipeline
 
     return original, TamingPipeline.from_pretrained(out)
@@ -372,21 +370,25 @@ def test_depth_conditional_transformer_parity(tmp_path):
 
 
 def test_coordinate_conditional_transformer_parity(tmp_path):
-    """CoordStage has no VQGAN to put in a pipeline: the prior and the image VQGAN are written as components,
-    the coordinate tokens (round(n_embed * coordinate), so n_embed + 1 of them) at the condition offset."""
-    original, out = convert_net2net(tmp_path, "coordinates")
-    from transformers import GPT2LMHeadModel
-
-    described = json.loads((out / "coordinate_conditioning.json").read_text())
-    assert (described["num_condition_tokens"], described["down_factor"]) == (9, 2)
-    assert VQGANModel.from_pretrained(out / "vqgan").config.num_embeddings == NUM_IMAGE_CODES
-    converted = types.SimpleNamespace(transformer=GPT2LMHeadModel.from_pretrained(out / "transformer"))
-    converted.layout = types.SimpleNamespace(vocab_size=NUM_IMAGE_CODES + 9)
-    coordinates = torch.linspace(0, 1, 16 * 16).reshape(1, 1, 16, 16).repeat(2, 1, 1, 1)
+    """CoordStage (FacesHQ) converts to a full pipeline: its codes round(n_embed * coordinate), n_embed + 1 of
+    them, sit at the condition offset, and the pipeline encodes coordinate maps as the CoordStage does."""
+    original, pipeline = convert_net2net(tmp_path, "coordinates")
+    layout = pipeline.layout
+    assert (layout.conditioning, layout.num_condition_tokens, layout.vocab_size) == ("coordinates", 9, 25)
+    assert pipeline.config.coordinate_downsample_factor == 2
+    assert not (tmp_path / "pipeline" / "coordinate_conditioning.json").exists()
+    ramp = torch.linspace(0, 1, 16 * 16).reshape(1, 1, 16, 16)
+    coordinates = torch.cat([ramp, torch.rand(1, 1, 16, 16)])
     _, _, (_, _, theirs) = original.cond_stage_model.encode(coordinates)
     theirs = theirs.reshape(2, -1)
     assert theirs.max() == 8 and theirs.min() == 0
-    assert compare_logits(original, converted, theirs, theirs + NUM_IMAGE_CODES) < 1e-4
+    assert compare_logits(original, pipeline, theirs, theirs + NUM_IMAGE_CODES) < 1e-4
+
+    # greedy sampling through the pipeline is the original's own greedy sampling loop
+    indices = pipeline(condition_image=coordinates, top_k=1, output_type="latent").indices
+    with torch.no_grad():
+        expected = original.sample(torch.zeros(2, 0, dtype=torch.long), theirs, steps=GRID * GRID, sample=False)
+    assert torch.equal(indices.reshape(2, -1), expected) and len(expected.unique()) > 1
 
 
 def test_resolution_flag_keeps_attention_placement(tmp_path):

@@ -14,8 +14,6 @@ conditioning), and `transformer.*` (minGPT). Two things need more than renaming:
   their rows, so the logits over image codes are exactly the original's.
 """
 
-import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -68,7 +66,7 @@ def plan_vocabulary(
         layout = TokenLayout.build("unconditional", num_image_codes)
         originals = [sos_token]
     elif kind in ("class", "vqgan", "coordinates"):
-        conditioning = "class" if kind == "class" else "spatial"
+        conditioning = {"class": "class", "vqgan": "spatial", "coordinates": "coordinates"}[kind]
         layout = TokenLayout.build(conditioning, num_image_codes, num_condition_tokens)
         originals = list(range(num_condition_tokens))  # condition id c was token c in the original
     else:
@@ -282,6 +280,7 @@ class ConvertedTransformer:
     token_order: Optional[List[int]]
     accounting: KeyAccounting
     notes: Dict[str, Any]
+    coordinate_downsample_factor: Optional[int] = None
 
 
 def convert_net2net(
@@ -305,7 +304,7 @@ def convert_net2net(
 
     vqgan = _stage_vqgan(state_dict, "first_stage_model.", params.get("first_stage_config"), resolution, accounting)
     condition_vqgan = None
-    num_condition_tokens, notes = 0, {}
+    num_condition_tokens, notes, coordinate_factor = 0, {}, None
     if kind == "vqgan":
         condition_vqgan = _stage_vqgan(state_dict, "cond_stage_model.", stage, resolution, accounting)
         num_condition_tokens = condition_vqgan.config.num_embeddings
@@ -314,7 +313,7 @@ def convert_net2net(
     elif kind == "coordinates":
         # CoordStage codes are round(n_embed * coordinate), so n_embed + 1 distinct tokens.
         num_condition_tokens = int(stage["params"]["n_embed"]) + 1
-        notes = {"n_embed": int(stage["params"]["n_embed"]), "down_factor": int(stage["params"]["down_factor"])}
+        coordinate_factor = int(stage["params"]["down_factor"])
     if params.get("downsample_cond_size", -1) != -1:
         notes["downsample_cond_size"] = params["downsample_cond_size"]
 
@@ -338,22 +337,16 @@ def convert_net2net(
             "latent grid at the first stage's training resolution; check the config's ddconfig.resolution."
         )
     token_order = read_token_order(state_dict, grid * grid, accounting)
-    return ConvertedTransformer(vqgan, transformer, condition_vqgan, plan, token_order, accounting, notes)
+    return ConvertedTransformer(
+        vqgan, transformer, condition_vqgan, plan, token_order, accounting, notes, coordinate_factor
+    )
 
 
 def save_converted(
     converted: ConvertedTransformer, output_dir: str, id2label: Optional[Dict[int, str]] = None
 ) -> None:
-    """A `TamingPipeline` directory; coordinate-conditioned models get their components and a JSON note."""
+    """Write the converted models as a `TamingPipeline` directory."""
     layout = converted.plan.layout
-    if converted.plan.kind == "coordinates":
-        # TamingPipeline encodes spatial conditions with a VQGAN; the coordinate stage is not one.
-        converted.vqgan.save_pretrained(os.path.join(output_dir, "vqgan"))
-        converted.transformer.save_pretrained(os.path.join(output_dir, "transformer"))
-        with open(os.path.join(output_dir, "coordinate_conditioning.json"), "w") as handle:
-            json.dump({**converted.notes, **layout.to_dict(), "token_order": converted.token_order}, handle, indent=2)
-        print("Coordinate conditioning: wrote vqgan/, transformer/ and coordinate_conditioning.json (no pipeline).")
-        return
     from ..pipelines.taming import TamingPipeline  # noqa: PLC0415 - diffusers import only when needed
 
     pipeline = TamingPipeline(
@@ -366,6 +359,7 @@ def save_converted(
         null_class_token_id=layout.null_class_token_id,
         token_order=converted.token_order,
         id2label=id2label,
+        coordinate_downsample_factor=converted.coordinate_downsample_factor,
     )
     pipeline.save_pretrained(output_dir)
 
