@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 PIPELINE = REPO / "pretrained" / "taming-fashion-mnist"
 CLASSIFIER = REPO / "pretrained" / "fashion-mnist-classifier"
 
+# The documented sampling settings; on 1,000 samples they give 95.6 % classifier accuracy
+# (docs/fashion_mnist.md); 20 samples give 19/20 with seed 0 (18-19/20 over seeds 0-4): margin below.
+TOP_K = 32
+GUIDANCE_SCALE = 2.0
+MIN_ACCURACY = 0.8
+
 pytestmark = pytest.mark.skipif(not (PIPELINE / "model_index.json").exists(), reason="shipped pipeline not present")
 
 
