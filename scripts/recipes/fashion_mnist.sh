@@ -16,6 +16,11 @@ OUT=${1:-fashion-mnist-run}
 CLASSIFIER=${CLASSIFIER:-pretrained/fashion-mnist-classifier}
 AE_STEPS=${AE_STEPS:-1500}
 PRIOR_STEPS=${PRIOR_STEPS:-2500}
+# Extra arguments, e.g. for a quick smoke run:
+#   AE_STEPS=3 PRIOR_STEPS=3 PRIOR_ARGS="--max_train_samples 500" \
+#   EVAL_ARGS="--max_eval_samples 200 --num_images_per_class 2" bash scripts/recipes/fashion_mnist.sh smoke
+read -r -a PRIOR_EXTRA <<< "${PRIOR_ARGS:-}"
+read -r -a EVAL_EXTRA <<< "${EVAL_ARGS:-}"
 # One thread per process: the two autoencoders train side by side on a 2-core machine, and small
 # convolutions scale badly over threads.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
@@ -53,12 +58,13 @@ python scripts/train_transformer.py \
   --n_layer 4 --n_head 4 --n_embd 128 \
   --train_batch_size 64 --learning_rate 1e-3 --lr_warmup_steps 100 --max_train_steps "$PRIOR_STEPS" \
   --max_eval_samples 1000 --validation_steps 1000 --checkpointing_steps 100000 --logging_steps 50 \
-  --encode_batch_size 256 --seed 0 --output_dir "$OUT/taming-fashion-mnist" > "$OUT/prior.log" 2>&1
+  --encode_batch_size 256 --seed 0 --output_dir "$OUT/taming-fashion-mnist" "${PRIOR_EXTRA[@]}" \
+  > "$OUT/prior.log" 2>&1
 echo "autoencoders + prior: $(( $(date +%s) - start )) s"
 
 python scripts/evaluate.py --vqgan "$OUT/vqgan" "$OUT/vqvae" --pipeline "$OUT/taming-fashion-mnist" \
   --classifier "$CLASSIFIER" --num_images_per_class 100 --top_k 32 --guidance_scale 2.0 \
-  --output_dir "$OUT/eval"
+  --output_dir "$OUT/eval" "${EVAL_EXTRA[@]}"
 python scripts/sample.py --pipeline "$OUT/taming-fashion-mnist" --num_images_per_class 10 \
   --top_k 32 --guidance_scale 2.0 --seed 0 --scale 2 --output "$OUT/samples.png"
 echo "total: $(( $(date +%s) - start )) s"
