@@ -122,6 +122,13 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--disc_factor", type=float, default=1.0)
     parser.add_argument("--disc_start", type=int, default=10000, help="Step at which the discriminator turns on.")
     parser.add_argument("--disc_loss", type=str, default="hinge", choices=["hinge", "vanilla"])
+    parser.add_argument(
+        "--reconstruction_loss",
+        type=str,
+        default="l1",
+        choices=["l1", "l2"],
+        help="Pixel loss: l1 (the VQGAN's) or l2 (a VQ-VAE baseline's, with --perceptual_weight 0).",
+    )
     # Codebook health
     parser.add_argument(
         "--codebook_usage_window",
@@ -388,6 +395,7 @@ def main(args) -> None:
         args.disc_factor,
         args.disc_start,
         args.disc_loss,
+        reconstruction_loss=args.reconstruction_loss,
     ).to(accelerator.device)
     ema_model = None
     if args.use_ema:

@@ -99,6 +99,18 @@ def test_reconstruction_loss_adds_lpips_and_handles_grayscale():
     assert loss_fn.reconstruction_loss(x, y).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_l2_reconstruction_loss_is_mean_squared_error():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 8, 8) * 2 - 1
+    y = x + 0.5 * torch.randn_like(x)
+    l1 = VQGANLoss(perceptual_weight=0.0).reconstruction_loss(x, y)
+    l2 = VQGANLoss(perceptual_weight=0.0, reconstruction_loss="l2").reconstruction_loss(x, y)
+    assert l1.item() == pytest.approx((x - y).abs().mean().item(), rel=1e-6)
+    assert l2.item() == pytest.approx((x - y).pow(2).mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="reconstruction_loss must be one of"):
+        VQGANLoss(perceptual_weight=0.0, reconstruction_loss="huber")
+
+
 def test_unknown_gan_loss_is_rejected():
     with pytest.raises(ValueError, match="disc_loss must be one of"):
         VQGANLoss(perceptual_weight=0.0, disc_loss="wasserstein")

@@ -20,6 +20,7 @@ from torch import nn
 ADAPTIVE_WEIGHT_EPS = 1e-4
 ADAPTIVE_WEIGHT_MAX = 1e4
 GAN_LOSSES = ("hinge", "vanilla")
+PIXEL_LOSSES = ("l1", "l2")
 
 
 def discriminator_factor(global_step: int, disc_start: int, factor: float = 1.0) -> float:
@@ -80,6 +81,8 @@ class VQGANLoss(nn.Module):
         disc_factor: value of `discriminator_factor` once training passes `disc_start`.
         disc_start: step at which the discriminator (both losses) is switched on.
         disc_loss: "hinge" or "vanilla".
+        reconstruction_loss: "l1" (the VQGAN's pixel loss) or "l2" (mean squared error, the
+            VQ-VAE baseline's).
     """
 
     def __init__(
@@ -90,10 +93,14 @@ class VQGANLoss(nn.Module):
         disc_factor: float = 1.0,
         disc_start: int = 0,
         disc_loss: str = "hinge",
+        reconstruction_loss: str = "l1",
     ):
         super().__init__()
         if disc_loss not in GAN_LOSSES:
             raise ValueError(f"disc_loss must be one of {GAN_LOSSES}, got {disc_loss!r}.")
+        if reconstruction_loss not in PIXEL_LOSSES:
+            raise ValueError(f"reconstruction_loss must be one of {PIXEL_LOSSES}, got {reconstruction_loss!r}.")
+        self.pixel_loss = reconstruction_loss
         self.perceptual_weight = perceptual_weight
         self.codebook_weight = codebook_weight
         self.disc_weight = disc_weight
@@ -113,8 +120,9 @@ class VQGANLoss(nn.Module):
         return self.perceptual(inputs.float(), reconstructions.float()).flatten()
 
     def reconstruction_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
-        """mean(|x - x_hat|) + perceptual_weight * mean(LPIPS(x, x_hat)), a scalar."""
-        loss = (inputs.float() - reconstructions.float()).abs().mean()
+        """mean(|x - x_hat|) (or mean((x - x_hat)^2) for "l2") + perceptual_weight * mean(LPIPS(x, x_hat))."""
+        difference = inputs.float() - reconstructions.float()
+        loss = difference.pow(2).mean() if self.pixel_loss == "l2" else difference.abs().mean()
         if self.perceptual is not None:
             loss = loss + self.perceptual_weight * self.perceptual_loss(inputs, reconstructions).mean()
         return loss

@@ -1,0 +1,104 @@
+#!/usr/bin/env python
+"""Sample a PNG grid of class-conditional images from a TamingPipeline folder (or Hub id), offline.
+
+One row per class, `--num_images_per_class` columns:
+
+    python scripts/sample.py --pipeline pretrained/taming-fashion-mnist \
+        --class_labels Sneaker Bag 0 --num_images_per_class 8 --seed 0 --output samples.png
+
+Class labels are ids or names from the pipeline's `id2label`; by default every class is sampled.
+Unconditional pipelines take `--num_images_per_class` images in a single row.
+"""
+
+import argparse
+import logging
+from typing import List, Optional
+
+import PIL.Image
+import torch
+
+from taming_hf import TamingPipeline
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PIPELINE = "pretrained/taming-fashion-mnist"
+
+
+def parse_args(input_args=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", type=str, default=DEFAULT_PIPELINE, help="TamingPipeline folder or Hub id.")
+    parser.add_argument(
+        "--class_labels", type=str, nargs="+", default=None, help="Class ids or names (default: all classes)."
+    )
+    parser.add_argument("--num_images_per_class", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--guidance_scale", type=float, default=1.0, help="Classifier-free guidance (1 = off).")
+    parser.add_argument("--scale", type=int, default=1, help="Upscale the grid by this integer factor (nearest).")
+    parser.add_argument("--padding", type=int, default=2, help="Pixels between images.")
+    parser.add_argument("--device", type=str, default=None, help="Default: cuda when available, else cpu.")
+    parser.add_argument("--output", type=str, default="samples.png")
+    return parser.parse_args(input_args)
+
+
+def resolve_class_labels(pipe: TamingPipeline, labels: Optional[List[str]]) -> List[int]:
+    """Ids or names -> ids; None -> every class of the pipeline."""
+    if labels is None:
+        return list(range(pipe.config.num_condition_tokens))
+    ids = []
+    for label in labels:
+        ids.append(int(label) if label.lstrip("-").isdigit() else pipe.get_label_ids(label)[0])
+    return ids
+
+
+def make_grid(images: List[PIL.Image.Image], columns: int, padding: int = 2, scale: int = 1) -> PIL.Image.Image:
+    """Paste equally sized images into a grid of `columns` columns, on a black background."""
+    width, height = images[0].size
+    rows = -(-len(images) // columns)
+    grid = PIL.Image.new(
+        images[0].mode, (columns * width + (columns + 1) * padding, rows * height + (rows + 1) * padding)
+    )
+    for i, image in enumerate(images):
+        row, column = divmod(i, columns)
+        grid.paste(image, (padding + column * (width + padding), padding + row * (height + padding)))
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), PIL.Image.NEAREST)
+    return grid
+
+
+def sample_grid(pipe: TamingPipeline, args: argparse.Namespace) -> PIL.Image.Image:
+    generator = torch.Generator().manual_seed(args.seed)
+    kwargs = dict(
+        top_k=args.top_k,
+        top_p=args.top_p,
+        temperature=args.temperature,
+        generator=generator,
+        output_type="pil",
+    )
+    if pipe.config.conditioning == "class":
+        class_ids = resolve_class_labels(pipe, args.class_labels)
+        images = pipe(
+            class_labels=class_ids,
+            num_images_per_prompt=args.num_images_per_class,
+            guidance_scale=args.guidance_scale,
+            **kwargs,
+        ).images
+    else:
+        images = pipe(batch_size=args.num_images_per_class, **kwargs).images
+    return make_grid(images, args.num_images_per_class, args.padding, args.scale)
+
+
+def main(args: argparse.Namespace) -> None:
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = TamingPipeline.from_pretrained(args.pipeline).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    grid = sample_grid(pipe, args)
+    grid.save(args.output)
+    logger.info(f"Wrote {args.output} ({grid.width}x{grid.height})")
+
+
+if __name__ == "__main__":
+    main(parse_args())
