@@ -114,7 +114,7 @@ class TamingPipeline(DiffusionPipeline):
         num_condition_tokens: int = 0,
         sos_token_id: Optional[int] = None,
         null_class_token_id: Optional[int] = None,
-        id2label: Optional[Dict[int, str]] = None,
+        id2label: Optional[Dict[Union[int, str], str]] = None,  # JSON stores the keys as strings
         token_order: Optional[List[int]] = None,
         coordinate_downsample_factor: Optional[int] = None,
     ):
