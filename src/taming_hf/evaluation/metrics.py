@@ -18,12 +18,19 @@ def codebook_usage(indices: torch.Tensor, num_embeddings: int) -> float:
     return torch.unique(indices).numel() / num_embeddings
 
 
+def perplexity_from_counts(counts: torch.Tensor) -> float:
+    """exp(entropy) of a code histogram `counts` (num_embeddings,): the effective number of codes in use."""
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    probs = counts.double() / total
+    nonzero = probs[probs > 0]
+    return torch.exp(-(nonzero * nonzero.log()).sum()).item()
+
+
 def codebook_perplexity(indices: torch.Tensor, num_embeddings: int) -> float:
-    """exp(entropy) of the code histogram: the effective number of codes in use."""
-    counts = torch.bincount(indices.flatten(), minlength=num_embeddings).double()
-    probs = counts / counts.sum()
-    entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
-    return entropy.exp().item()
+    """exp(entropy) of the histogram of `indices`: the effective number of codes in use."""
+    return perplexity_from_counts(torch.bincount(indices.flatten().cpu(), minlength=num_embeddings))
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

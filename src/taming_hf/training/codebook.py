@@ -5,6 +5,8 @@ from typing import Dict, Optional
 
 import torch
 
+from ..evaluation.metrics import perplexity_from_counts
+
 
 class CodebookUsageTracker:
     """
@@ -57,14 +59,8 @@ def codebook_usage(counts: torch.Tensor) -> float:
     return (counts > 0).float().mean().item()
 
 
-def codebook_perplexity(counts: torch.Tensor) -> float:
-    """exp(entropy) of the empirical code distribution given by `counts` (num_embeddings,)."""
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    probs = counts.double() / total
-    nonzero = probs[probs > 0]
-    return torch.exp(-(nonzero * nonzero.log()).sum()).item()
+# exp(entropy) of the empirical code distribution given by `counts` (num_embeddings,).
+codebook_perplexity = perplexity_from_counts
 
 
 @torch.no_grad()
