@@ -387,7 +387,7 @@ def main(args) -> None:
             f"The discriminator takes {discriminator.config.in_channels} channels, the data has {num_channels}."
         )
     if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     loss_fn = VQGANLoss(
         args.perceptual_weight,
         args.codebook_weight,
