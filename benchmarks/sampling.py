@@ -18,9 +18,10 @@ import argparse
 import time
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2LMHeadModel
 
 from taming_hf import TamingPipeline, VQGANConfig, VQGANModel
+from taming_hf.conversion.transformer import convert_mingpt, plan_vocabulary
 from taming_hf.testing_utils import import_original_taming
 
 
@@ -83,56 +84,11 @@ def original_model(args):
     return model.eval()
 
 
-def minigpt_to_gpt2(gpt) -> GPT2LMHeadModel:
-    """
-    Same weights as a GPT2LMHeadModel. GPT-2's Conv1D stores (in, out) weights, hence the transposes;
-    the fused attention input is q, k, v in that order. Exact-erf "gelu" matches minGPT's nn.GELU.
-    """
-    config = gpt.config
-    gpt2 = GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=config.vocab_size,
-            n_positions=config.block_size,
-            n_embd=config.n_embd,
-            n_layer=config.n_layer,
-            n_head=config.n_head,
-            activation_function="gelu",
-            layer_norm_epsilon=1e-5,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            tie_word_embeddings=False,
-            bos_token_id=config.vocab_size - 1,
-            eos_token_id=config.vocab_size - 1,
-        )
-    )
-    state = {
-        "transformer.wte.weight": gpt.tok_emb.weight,
-        "transformer.wpe.weight": gpt.pos_emb[0],
-        "transformer.ln_f.weight": gpt.ln_f.weight,
-        "transformer.ln_f.bias": gpt.ln_f.bias,
-        "lm_head.weight": gpt.head.weight,
-    }
-    for i, block in enumerate(gpt.blocks):
-        prefix, attn = f"transformer.h.{i}.", block.attn
-        state.update(
-            {
-                prefix + "ln_1.weight": block.ln1.weight,
-                prefix + "ln_1.bias": block.ln1.bias,
-                prefix + "ln_2.weight": block.ln2.weight,
-                prefix + "ln_2.bias": block.ln2.bias,
-                prefix + "attn.c_attn.weight": torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]).T,
-                prefix + "attn.c_attn.bias": torch.cat([attn.query.bias, attn.key.bias, attn.value.bias]),
-                prefix + "attn.c_proj.weight": attn.proj.weight.T,
-                prefix + "attn.c_proj.bias": attn.proj.bias,
-                prefix + "mlp.c_fc.weight": block.mlp[0].weight.T,
-                prefix + "mlp.c_fc.bias": block.mlp[0].bias,
-                prefix + "mlp.c_proj.weight": block.mlp[2].weight.T,
-                prefix + "mlp.c_proj.bias": block.mlp[2].bias,
-            }
-        )
-    gpt2.load_state_dict({name: tensor.detach().clone().contiguous() for name, tensor in state.items()}, strict=True)
-    return gpt2.eval()
+def minigpt_to_gpt2(gpt, num_image_codes: int) -> GPT2LMHeadModel:
+    """The same weights as a GPT2LMHeadModel, through the checkpoint converter's own mapping."""
+    plan = plan_vocabulary("sos", num_image_codes, gpt.config.vocab_size, sos_token=num_image_codes)
+    state = {name: tensor.detach().clone() for name, tensor in gpt.state_dict().items()}
+    return convert_mingpt(state, gpt.config.n_head, plan)
 
 
 def make_pipeline(args, gpt2) -> TamingPipeline:
@@ -170,7 +126,7 @@ def main():
         raise ValueError(f"--tokens must be a square number (a latent grid), got {args.tokens}.")
     mingpt = import_original_taming("taming.modules.transformer.mingpt")
     original = original_model(args)
-    gpt2 = minigpt_to_gpt2(original.transformer)
+    gpt2 = minigpt_to_gpt2(original.transformer, args.codes)
     pipe = make_pipeline(args, gpt2)
 
     # The converted model must compute the same function, or the comparison is meaningless.
