@@ -22,12 +22,11 @@ import os
 import time
 from typing import Dict, Tuple
 
-import numpy as np
 import torch
 
 from taming_hf import TamingPipeline, VQGANModel
 from taming_hf.evaluation import ClassifierFeatures, GenerationMetrics, ReconstructionMetrics, SmallImageClassifier
-from taming_hf.training.data import load_image_dataset
+from taming_hf.training.data import load_labeled_images
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +66,16 @@ def load_vqgan(path: str) -> VQGANModel:
 
 def load_test_images(args, resolution: int, num_channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(N, C, S, S) images in [-1, 1] and (N,) labels of the evaluation split."""
-    dataset = load_image_dataset(dataset_name=args.dataset_name, split=args.split, max_samples=args.max_eval_samples)
-    for column in (args.image_column, args.label_column):
-        if column not in dataset.column_names:
-            raise ValueError(
-                f"Column {column!r} not found in {args.dataset_name}; its columns are {dataset.column_names}."
-            )
-    mode = "L" if num_channels == 1 else "RGB"
-    images = np.stack(
-        [np.asarray(image.convert(mode).resize((resolution, resolution))) for image in dataset[args.image_column]]
+    images, labels, _ = load_labeled_images(
+        args.dataset_name,
+        args.split,
+        args.image_column,
+        args.label_column,
+        resolution,
+        num_channels,
+        args.max_eval_samples,
     )
-    images = torch.from_numpy(images).float().div(127.5).sub(1)
-    images = images[:, None] if num_channels == 1 else images.permute(0, 3, 1, 2)
-    return images, torch.tensor(dataset[args.label_column], dtype=torch.long)
+    return images, labels
 
 
 def load_classifier(path: str) -> SmallImageClassifier:

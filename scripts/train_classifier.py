@@ -13,12 +13,11 @@ import logging
 import os
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from taming_hf.evaluation import SmallClassifierConfig, SmallImageClassifier
-from taming_hf.training.data import load_image_dataset
+from taming_hf.training.data import load_labeled_images
 
 logger = logging.getLogger(__name__)
 
@@ -41,27 +40,10 @@ def parse_args(input_args=None) -> argparse.Namespace:
 
 
 def load_split(args, split: str, max_samples=None):
-    """A split as (N, C, S, S) float images in [-1, 1] and (N,) long labels, resized to --resolution."""
-    dataset = load_image_dataset(dataset_name=args.dataset_name, split=split, max_samples=max_samples)
-    for column in (args.image_column, args.label_column):
-        if column not in dataset.column_names:
-            raise ValueError(
-                f"Column {column!r} not found in {args.dataset_name}; its columns are {dataset.column_names}."
-            )
-    mode = "L" if args.num_channels == 1 else "RGB"
-    images = np.stack(
-        [
-            np.asarray(image.convert(mode).resize((args.resolution, args.resolution)))
-            for image in dataset[args.image_column]
-        ]
+    """A split as (N, C, S, S) float images in [-1, 1], (N,) long labels and the class names."""
+    return load_labeled_images(
+        args.dataset_name, split, args.image_column, args.label_column, args.resolution, args.num_channels, max_samples
     )
-    images = torch.from_numpy(images).float().div(127.5).sub(1)
-    images = images[:, None] if args.num_channels == 1 else images.permute(0, 3, 1, 2)
-    labels = torch.tensor(dataset[args.label_column], dtype=torch.long)
-    names = (
-        dataset.features[args.label_column].names if hasattr(dataset.features[args.label_column], "names") else None
-    )
-    return images.contiguous(), labels, names
 
 
 @torch.no_grad()

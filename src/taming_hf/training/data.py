@@ -129,6 +129,37 @@ def load_image_dataset(
     return dataset
 
 
+def load_labeled_images(
+    dataset_name: str,
+    split: str,
+    image_column: str = "image",
+    label_column: str = "label",
+    resolution: int = 28,
+    num_channels: int = 1,
+    max_samples: Optional[int] = None,
+):
+    """
+    A whole (small) labeled split in memory, for classifier training and evaluation.
+
+    Returns:
+        images (`torch.FloatTensor` of shape `(N, num_channels, resolution, resolution)`) in [-1, 1],
+        labels (`torch.LongTensor` of shape `(N,)`), and the class names (or None).
+    """
+    dataset = load_image_dataset(dataset_name=dataset_name, split=split, max_samples=max_samples)
+    for column in (image_column, label_column):
+        if column not in dataset.column_names:
+            raise ValueError(f"Column {column!r} not found in {dataset_name}; its columns are {dataset.column_names}.")
+    mode = "L" if num_channels == 1 else "RGB"
+    images = np.stack(
+        [np.asarray(image.convert(mode).resize((resolution, resolution))) for image in dataset[image_column]]
+    )
+    images = torch.from_numpy(images).float().div(127.5).sub(1)
+    images = images[:, None] if num_channels == 1 else images.permute(0, 3, 1, 2)
+    labels = torch.tensor(dataset[label_column], dtype=torch.long)
+    names = getattr(dataset.features[label_column], "names", None)
+    return images.contiguous(), labels, names
+
+
 def _is_saved_dataset(path: str) -> bool:
     return os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(
         os.path.join(path, "dataset_dict.json")
