@@ -11,18 +11,22 @@ Usage (CPU, one run each):
 
     python benchmarks/sampling.py --layers 8 --heads 8 --embd 512 --batch-size 4 --tokens 256 --threads 1
 
-Needs the original implementation (`pip install --no-deps taming-transformers-rom1504`).
+Needs the original implementation: `pip install --no-deps "taming-transformers-rom1504==0.0.6" einops`.
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import GPT2LMHeadModel
 
 from taming_hf import TamingPipeline, VQGANConfig, VQGANModel
 from taming_hf.conversion.transformer import convert_mingpt, plan_vocabulary
-from taming_hf.testing_utils import import_original_taming
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the original's import shims live there
+from original_taming import import_original_taming  # noqa: E402
 
 
 def parse_args():

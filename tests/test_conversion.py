@@ -16,9 +16,9 @@ import pytest
 import torch
 import yaml
 
+from original_taming import require_original_taming
 from taming_hf import VQGANModel
 from taming_hf.conversion.cli import main as convert_main
-from taming_hf.testing_utils import import_original_taming
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_DDCONFIG = {
@@ -62,7 +62,7 @@ def save_yaml(path: Path, target: str, params: dict) -> Path:
 def original_vqgan(gumbel: bool = False, seed: int = 0):
     """A tiny original VQModel / GumbelVQ with a codebook spread over the latents' range."""
     torch.manual_seed(seed)
-    vqgan = import_original_taming("taming.models.vqgan")
+    vqgan = require_original_taming("taming.models.vqgan")
     params = {"ddconfig": TINY_DDCONFIG, "lossconfig": DUMMY_LOSS, "n_embed": 16, "embed_dim": 8}
     if gumbel:
         schedule = {
@@ -82,7 +82,7 @@ def original_vqgan(gumbel: bool = False, seed: int = 0):
 
 
 def tiny_discriminator_state():
-    discriminator = import_original_taming("taming.modules.discriminator.model").NLayerDiscriminator(
+    discriminator = require_original_taming("taming.modules.discriminator.model").NLayerDiscriminator(
         input_nc=3, ndf=16, n_layers=2
     )
     return {f"loss.discriminator.{k}": v for k, v in discriminator.state_dict().items()}
@@ -292,7 +292,7 @@ def original_net2net(conditioning: str, permuter: str = None, seed: int = 0):
             "target": f"taming.modules.transformer.permuter.{permuter}",
             "params": {"H": GRID, "W": GRID},
         }
-    model = import_original_taming("taming.models.cond_transformer").Net2NetTransformer(**params).eval()
+    model = require_original_taming("taming.models.cond_transformer").Net2NetTransformer(**params).eval()
     with torch.no_grad():
         for parameter in model.transformer.parameters():
             parameter.normal_(std=0.3)
@@ -423,7 +423,7 @@ def test_segmentation_vqgan_converts_and_drops_colorize(tmp_path, capsys):
     ddconfig = dict(TINY_DDCONFIG, in_channels=5, out_ch=5)
     loss = {"target": "taming.modules.losses.segmentation.BCELossWithQuant"}
     params = {"n_labels": 5, "ddconfig": ddconfig, "lossconfig": loss, "n_embed": 16, "embed_dim": 8}
-    original = import_original_taming("taming.models.vqgan").VQSegmentationModel(**params).eval()
+    original = require_original_taming("taming.models.vqgan").VQSegmentationModel(**params).eval()
     with torch.no_grad():
         original.quantize.embedding.weight.normal_(std=0.5)
     torch.save(lightning_checkpoint(original.state_dict()), tmp_path / "seg.ckpt")

@@ -14,10 +14,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from original_taming import require_original_taming
 from taming_hf import TamingPipeline, TamingPipelineOutput, TokenLayout, VQGANConfig, VQGANModel
 from taming_hf.pipelines.taming.pipeline_taming import encode_coordinates
 from taming_hf.pipelines.taming.sampling import window_start
-from taming_hf.testing_utils import import_original_taming
 
 K = 16  # image codes
 NUM_CLASSES = 3
@@ -333,7 +333,7 @@ def test_sliding_window_spatial():
 
 @pytest.mark.parametrize("n_embed, factor", [(8, 1), (8, 2), (1024, 4), (1024, 16)])
 def test_coordinate_codes_match_original_coord_stage(n_embed, factor):
-    coord_stage = import_original_taming("taming.modules.misc.coord").CoordStage(n_embed, factor)
+    coord_stage = require_original_taming("taming.modules.misc.coord").CoordStage(n_embed, factor)
     torch.manual_seed(0)
     size = 4 * factor
     ramp = torch.linspace(0, 1, size * size).reshape(1, 1, size, size)

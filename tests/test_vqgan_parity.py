@@ -8,11 +8,11 @@ reconstructions within 1e-5 relative error.
 import pytest
 import torch
 
+from original_taming import require_original_taming
 from taming_hf import VQGANConfig, VQGANModel
-from taming_hf.testing_utils import import_original_taming
 
-original_model = import_original_taming("taming.modules.diffusionmodules.model")
-original_quantize = import_original_taming("taming.modules.vqvae.quantize")
+original_model = require_original_taming("taming.modules.diffusionmodules.model")
+original_quantize = require_original_taming("taming.modules.vqvae.quantize")
 
 LAYOUTS = {
     # f16 like the ImageNet models, narrow: 5 levels, attention at 16 px of a 64 px model.

@@ -1,17 +1,28 @@
-"""Helpers for tests and benchmarks that run the original implementation side by side.
+"""The original implementation, side by side, for parity tests and benchmarks (not part of the package).
 
-The original code (PyPI `taming-transformers-rom1504`) is a test-only dependency. Two of its
-imports no longer resolve on current stacks: `transformers.top_k_top_p_filtering` (removed in
-transformers 4.39) and PyTorch Lightning 1.x (`taming.models.*` subclass `pl.LightningModule`).
-`import_original_taming` provides minimal stand-ins for both so its modules import; nothing of
-the original is copied into this project.
+The original code (PyPI `taming-transformers-rom1504`) is a test-only dependency, installed with
+`--no-deps` because its own pins are stale (`bash .ci/run` installs it). Two of its imports no longer
+resolve on current stacks: `transformers.top_k_top_p_filtering` (removed in transformers 4.39) and
+PyTorch Lightning 1.x (`taming.models.*` subclass `pl.LightningModule`). `import_original_taming`
+provides minimal stand-ins for both so its modules import; nothing of the original is copied into
+this project.
+
+Tests call `require_original_taming`: without the original installed, a test fails with the install
+command under CI (`CI=true`) and is skipped with that reason elsewhere.
 """
 
 import importlib
+import os
 import sys
 import types
 
 import torch
+
+INSTALL_COMMAND = 'pip install --no-deps "taming-transformers-rom1504==0.0.6" einops'
+
+
+class OriginalTamingMissing(ModuleNotFoundError):
+    """The original implementation is not installed."""
 
 
 def _top_k_top_p_filtering(logits, top_k=0, top_p=1.0, filter_value=-float("inf"), min_tokens_to_keep=1):
@@ -68,4 +79,27 @@ def import_original_taming(module: str = "taming"):
             stub = types.ModuleType("omegaconf")
             stub.OmegaConf = object
             sys.modules["omegaconf"] = stub
-    return importlib.import_module(module)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != "taming":
+            raise
+        raise OriginalTamingMissing(
+            f"The original implementation is not installed (needed for {module}); install it with: {INSTALL_COMMAND}"
+        ) from error
+
+
+def running_in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_original_taming(module: str = "taming"):
+    """`import_original_taming` for tests: a missing original fails under CI and skips elsewhere."""
+    import pytest
+
+    try:
+        return import_original_taming(module)
+    except OriginalTamingMissing as error:
+        if running_in_ci():
+            pytest.fail(str(error), pytrace=False)
+        pytest.skip(str(error), allow_module_level=True)
