@@ -9,7 +9,7 @@
 #
 # Usage (from the repository root): bash scripts/recipes/fashion_mnist.sh [OUTPUT_DIR]
 # Measured: see docs/fashion_mnist.md. Data: the Debian package dataset-fashion-mnist (IDX files)
-# or the Hub; LPIPS needs torchvision's VGG16 weights (python ../shared/tools/seed_vgg16_weights.py).
+# or the Hub; LPIPS needs torchvision's VGG16 weights (offline: python -m taming_hf.utils.offline_weights).
 set -euo pipefail
 
 OUT=${1:-fashion-mnist-run}
