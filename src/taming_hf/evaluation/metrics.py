@@ -10,6 +10,8 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ..utils.offline_weights import explain_missing_weights
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,7 +85,8 @@ class ReconstructionMetrics:
         if use_lpips and lpips_model is None:
             import lpips
 
-            self.lpips = lpips.LPIPS(net="vgg", verbose=False).eval()
+            with explain_missing_weights("lpips-vgg16"):  # offline without the VGG16 file: say how to place it
+                self.lpips = lpips.LPIPS(net="vgg", verbose=False).eval()
         self.fid = feature_fid(feature_extractor) if feature_extractor is not None else None
         self.inception_fid = inception_fid_or_none() if inception_fid else None
         self.reset()

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.offline_weights import explain_missing_weights
+
 ADAPTIVE_WEIGHT_EPS = 1e-4
 ADAPTIVE_WEIGHT_MAX = 1e4
 GAN_LOSSES = ("hinge", "vanilla")
@@ -111,7 +113,8 @@ class VQGANLoss(nn.Module):
         if perceptual_weight > 0:
             import lpips
 
-            self.perceptual = lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
+            with explain_missing_weights("lpips-vgg16"):  # offline without the VGG16 file: say how to place it
+                self.perceptual = lpips.LPIPS(net="vgg", verbose=False).eval().requires_grad_(False)
 
     def perceptual_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) pair in [-1, 1] -> (B,) LPIPS distances; grayscale is repeated to RGB."""
