@@ -41,6 +41,90 @@ def raises(message: str):
     return pytest.raises(ValueError, match=re.escape(message))
 
 
+# Non-finite values, checked in eval mode only.
+
+NON_FINITE_PIXELS = "pixel_values contains 3 non-finite values (NaN or inf); expected finite pixel values in [-1, 1]."
+
+
+def test_encode_rejects_nan_pixel_values(model):
+    with raises(NON_FINITE_PIXELS):
+        model.encode(with_non_finite((2, 3, 16, 16)))
+
+
+def test_forward_rejects_nan_pixel_values(model):
+    with raises(NON_FINITE_PIXELS):
+        model(with_non_finite((1, 3, 16, 16)))
+
+
+def test_decode_rejects_nan_latents(model):
+    with raises("quantized contains 3 non-finite values (NaN or inf); expected finite latents."):
+        model.decode(with_non_finite((1, 4, 2, 2)))
+
+
+def test_training_forward_skips_the_finiteness_check(model, monkeypatch):
+    # The check needs a host sync; a training step must not pay for it.
+    calls = []
+    real_isfinite = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda x: calls.append(x) or real_isfinite(x))
+    output = model.train()(with_non_finite((1, 3, 16, 16)))
+    assert calls == [] and torch.isnan(output.loss)
+    model.eval()
+    with raises(NON_FINITE_PIXELS):
+        model(with_non_finite((1, 3, 16, 16)))
+    assert len(calls) > 0
+
+
+# Empty batches and zero-sized images (checked in training too: shapes need no sync).
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_forward_rejects_an_empty_batch(model, training):
+    model.train(training)
+    with raises("pixel_values has an empty batch (shape (0, 3, 32, 32)); expected at least one image."):
+        model(torch.zeros(0, 3, 32, 32))
+
+
+def test_encode_rejects_zero_sized_images(model):
+    with raises(
+        "pixel_values has zero height or width (shape (1, 3, 0, 0)); expected images of at least 2x2 pixels, "
+        "in multiples of the downsampling factor 2."
+    ):
+        model.encode(torch.zeros(1, 3, 0, 0))
+
+
+def test_encode_rejects_sizes_not_divisible_by_the_downsampling_factor(model):
+    with raises("Image size 15x16 is not divisible by the downsampling factor 2; resize or crop to a multiple of 2."):
+        model.encode(torch.zeros(1, 3, 15, 16))
+
+
+def test_decode_rejects_an_empty_batch(model):
+    with raises("quantized has an empty batch (shape (0, 4, 2, 2)); expected at least one latent grid."):
+        model.decode(torch.zeros(0, 4, 2, 2))
+
+
+def test_decode_rejects_a_zero_sized_grid(model):
+    with raises("quantized has zero height or width (shape (1, 4, 0, 3)); expected a grid of at least 1x1."):
+        model.decode(torch.zeros(1, 4, 0, 3))
+
+
+def test_decode_rejects_integer_latents(model):
+    with raises(
+        "quantized must be a floating point tensor of latents, got dtype torch.int64; "
+        "decode codebook indices with decode_indices."
+    ):
+        model.decode(torch.zeros(1, 4, 2, 2, dtype=torch.long))
+
+
+def test_decode_indices_rejects_an_empty_batch(model):
+    with raises("indices has an empty batch (shape (0, 2, 2)); expected at least one grid of indices."):
+        model.decode_indices(torch.zeros(0, 2, 2, dtype=torch.long))
+
+
+def test_decode_indices_rejects_a_zero_sized_grid(model):
+    with raises("indices has zero height or width (shape (1, 0, 0)); expected a grid of at least 1x1."):
+        model.decode_indices(torch.zeros(1, 0, 0, dtype=torch.long))
+
+
 # Config values that cannot build a model.
 
 
