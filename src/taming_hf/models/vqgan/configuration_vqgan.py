@@ -1,10 +1,69 @@
 """Configuration of the VQGAN autoencoder (Esser, Rombach, Ommer, CVPR 2021)."""
 
-from typing import List, Optional
+import math
+import numbers
+from typing import Any, List, Optional
 
 from transformers import PretrainedConfig
 
 QUANTIZER_TYPES = ("vector", "gumbel")
+
+
+def _is_int(value: Any) -> bool:
+    # numbers.Integral also admits numpy integers (configs built from arrays); bool is an int to Python
+    # but never a size.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_sizes(
+    *,
+    embed_dim,
+    num_embeddings,
+    latent_channels,
+    resolution,
+    in_channels,
+    out_channels,
+    base_channels,
+    channel_multiplier,
+    num_res_blocks,
+) -> None:
+    """Raise a `ValueError` naming the first size that cannot build a model."""
+    for name, value in (
+        ("embed_dim", embed_dim),
+        ("num_embeddings", num_embeddings),
+        ("latent_channels", latent_channels),
+        ("resolution", resolution),
+        ("in_channels", in_channels),
+        ("base_channels", base_channels),
+    ):
+        _check_positive_int(name, value)
+    if out_channels is not None:
+        _check_positive_int("out_channels", out_channels)
+    if base_channels % 32 != 0:
+        raise ValueError(f"base_channels must be a multiple of 32 (GroupNorm uses 32 groups), got {base_channels}.")
+    if not isinstance(channel_multiplier, (list, tuple)) or len(channel_multiplier) == 0:
+        raise ValueError(
+            f"channel_multiplier must be a non-empty list of positive integers, got {channel_multiplier!r}."
+        )
+    if not all(_is_int(m) and m >= 1 for m in channel_multiplier):
+        raise ValueError(f"channel_multiplier entries must be positive integers, got {list(channel_multiplier)!r}.")
+    if not _is_int(num_res_blocks) or num_res_blocks < 0:
+        raise ValueError(f"num_res_blocks must be an integer >= 0, got {num_res_blocks!r}.")
+    if num_res_blocks == 0 and any(m != 1 for m in channel_multiplier):
+        # The encoder's residual blocks are what change the width between levels.
+        raise ValueError(
+            "num_res_blocks=0 needs every channel_multiplier entry to be 1 (the encoder's residual blocks change "
+            f"the width between levels), got channel_multiplier={list(channel_multiplier)!r}."
+        )
 
 
 class VQGANConfig(PretrainedConfig):
@@ -31,7 +90,8 @@ class VQGANConfig(PretrainedConfig):
             Width multiplier per level (taming: `ch_mult`). The image is downsampled by
             `2 ** (len(channel_multiplier) - 1)`.
         num_res_blocks (`int`, *optional*, defaults to 2):
-            Residual blocks per encoder level (the decoder has one more per level).
+            Residual blocks per encoder level (the decoder has one more per level). 0 works only when
+            every `channel_multiplier` entry is 1, since the blocks are what change the width.
         attn_resolutions (`List[int]`, *optional*, defaults to `[16]`):
             Feature-map sizes (relative to `resolution`) that get a self-attention block.
         dropout (`float`, *optional*, defaults to 0.0):
@@ -53,6 +113,9 @@ class VQGANConfig(PretrainedConfig):
         initializer_range (`float`, *optional*, defaults to 0.02):
             Kept for compatibility with transformers utilities; convolutions use PyTorch's
             default initialisation, as the original does.
+
+    Sizes, probabilities and loss weights are checked here, so a value that cannot build or train a
+    model raises a `ValueError` naming it instead of failing later inside PyTorch.
     """
 
     model_type = "vqgan"
@@ -81,28 +144,41 @@ class VQGANConfig(PretrainedConfig):
     ):
         if quantizer_type not in QUANTIZER_TYPES:
             raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {quantizer_type!r}.")
-        if len(channel_multiplier) == 0:
-            raise ValueError("channel_multiplier must have at least one level, got an empty list.")
-        if base_channels % 32 != 0:
-            raise ValueError(
-                f"base_channels must be a multiple of 32 (GroupNorm uses 32 groups), got {base_channels}."
-            )
-        self.embed_dim = embed_dim
-        self.num_embeddings = num_embeddings
-        self.latent_channels = latent_channels
-        self.resolution = resolution
-        self.in_channels = in_channels
-        self.out_channels = in_channels if out_channels is None else out_channels
-        self.base_channels = base_channels
-        self.channel_multiplier = list(channel_multiplier)
-        self.num_res_blocks = num_res_blocks
+        _check_sizes(
+            embed_dim=embed_dim,
+            num_embeddings=num_embeddings,
+            latent_channels=latent_channels,
+            resolution=resolution,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            base_channels=base_channels,
+            channel_multiplier=channel_multiplier,
+            num_res_blocks=num_res_blocks,
+        )
+        if not _is_finite_real(dropout) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}.")
+        for name, value in (("beta", beta), ("gumbel_kl_weight", gumbel_kl_weight)):
+            if not _is_finite_real(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if not _is_finite_real(gumbel_temperature) or gumbel_temperature <= 0:
+            raise ValueError(f"gumbel_temperature must be a finite number > 0, got {gumbel_temperature!r}.")
+        # int() / float(): numpy scalars pass the checks but would not serialise to JSON.
+        self.embed_dim = int(embed_dim)
+        self.num_embeddings = int(num_embeddings)
+        self.latent_channels = int(latent_channels)
+        self.resolution = int(resolution)
+        self.in_channels = int(in_channels)
+        self.out_channels = self.in_channels if out_channels is None else int(out_channels)
+        self.base_channels = int(base_channels)
+        self.channel_multiplier = [int(m) for m in channel_multiplier]
+        self.num_res_blocks = int(num_res_blocks)
         self.attn_resolutions = list(attn_resolutions)
-        self.dropout = dropout
+        self.dropout = float(dropout)
         self.quantizer_type = quantizer_type
-        self.beta = beta
+        self.beta = float(beta)
         self.legacy_beta = legacy_beta
-        self.gumbel_temperature = gumbel_temperature
-        self.gumbel_kl_weight = gumbel_kl_weight
+        self.gumbel_temperature = float(gumbel_temperature)
+        self.gumbel_kl_weight = float(gumbel_kl_weight)
         self.gumbel_straight_through = gumbel_straight_through
         self.initializer_range = initializer_range
         super().__init__(**kwargs)

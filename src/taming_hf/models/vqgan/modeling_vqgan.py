@@ -67,6 +67,16 @@ class VQGANModelOutput(ModelOutput):
     quantized: Optional[torch.FloatTensor] = None
 
 
+def _check_finite(tensor: torch.Tensor, name: str, expected: str) -> None:
+    """Raise a `ValueError` counting the NaN / inf entries of `tensor`.
+
+    Reading the result back is a host sync, so callers run this only outside training steps.
+    """
+    if not torch.isfinite(tensor).all():
+        count = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} contains {count} non-finite values (NaN or inf); expected {expected}.")
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
@@ -284,6 +294,12 @@ class VQGANModel(VQGANPreTrainedModel):
 
     Encodes images of shape (B, in_channels, H, W) into codebook indices of shape
     (B, H / f, W / f) with f = `config.downsample_factor`, and decodes indices back to images.
+
+    Inputs of `encode`, `forward`, `decode` and `decode_indices` are checked and a bad one raises a
+    `ValueError` that names it. Types, shapes, an empty batch and sizes are always checked (they are
+    host metadata). Whether tensors hold NaN / inf is checked only in eval mode (`not self.training`):
+    reading that answer back is a host sync, which would stall every training step; during training
+    the training scripts report non-finite losses instead.
     """
 
     def __init__(self, config: VQGANConfig):
@@ -329,6 +345,9 @@ class VQGANModel(VQGANPreTrainedModel):
 
         Returns:
             [`VQGANEncoderOutput`] (or a tuple `(latents, quantized, indices, loss)`).
+
+        Raises:
+            `ValueError`: for a bad `pixel_values` (see the class docstring for which checks run when).
         """
         self._check_pixel_values(pixel_values)
         latents = self.quant_conv(self.encoder(pixel_values))
@@ -338,12 +357,15 @@ class VQGANModel(VQGANPreTrainedModel):
         return VQGANEncoderOutput(latents=latents, quantized=quantized, indices=indices, loss=loss)
 
     def decode(self, quantized: torch.FloatTensor) -> torch.FloatTensor:
-        """(B, embed_dim, h, w) quantized latents -> (B, out_channels, h * f, w * f) images."""
-        if quantized.ndim != 4 or quantized.shape[1] != self.config.embed_dim:
-            raise ValueError(
-                f"decode expects quantized latents of shape (batch, {self.config.embed_dim}, height, width), "
-                f"got {tuple(quantized.shape)}."
-            )
+        """(B, embed_dim, h, w) quantized latents -> (B, out_channels, h * f, w * f) images.
+
+        Raises a `ValueError` for bad `quantized` latents (see the class docstring for which checks run when).
+        """
+        self._check_quantized(quantized)
+        return self._decode(quantized)
+
+    def _decode(self, quantized: torch.FloatTensor) -> torch.FloatTensor:
+        # Unchecked: for latents this model produced itself (forward, decode_indices).
         return self.decoder(self.post_quant_conv(quantized))
 
     def indices_to_quantized(self, indices: torch.LongTensor) -> torch.FloatTensor:
@@ -352,8 +374,13 @@ class VQGANModel(VQGANPreTrainedModel):
         return self.quantize.embed_indices(indices).to(self.dtype)
 
     def decode_indices(self, indices: torch.LongTensor) -> torch.FloatTensor:
-        """(B, h, w) codebook indices in raster order -> (B, out_channels, h * f, w * f) images."""
-        return self.decode(self.indices_to_quantized(indices))
+        """(B, h, w) codebook indices in raster order -> (B, out_channels, h * f, w * f) images.
+
+        Raises a `ValueError` for indices that are not an integer tensor of shape (B, h, w) with
+        B, h, w >= 1 and values in [0, num_embeddings). The range check reads the tensor's min and max
+        back from the device.
+        """
+        return self._decode(self.indices_to_quantized(indices))
 
     def forward(self, pixel_values: torch.FloatTensor, return_dict: bool = True):
         """
@@ -361,9 +388,12 @@ class VQGANModel(VQGANPreTrainedModel):
 
         Returns:
             [`VQGANModelOutput`] (or a tuple `(reconstruction, indices, loss)`).
+
+        Raises:
+            `ValueError`: for a bad `pixel_values`, as [`~VQGANModel.encode`].
         """
         encoded = self.encode(pixel_values)
-        reconstruction = self.decode(encoded.quantized)
+        reconstruction = self._decode(encoded.quantized)
         if not return_dict:
             return reconstruction, encoded.indices, encoded.loss
         return VQGANModelOutput(
@@ -387,17 +417,49 @@ class VQGANModel(VQGANPreTrainedModel):
                 f"pixel_values must have 4 dimensions (batch, channels, height, width), "
                 f"got shape {tuple(pixel_values.shape)}."
             )
-        channels, height, width = pixel_values.shape[1:]
+        batch, channels, height, width = pixel_values.shape
         if channels != self.config.in_channels:
             raise ValueError(
                 f"pixel_values has {channels} channels, but the model expects in_channels={self.config.in_channels}."
             )
+        shape = tuple(pixel_values.shape)
+        if batch == 0:
+            raise ValueError(f"pixel_values has an empty batch (shape {shape}); expected at least one image.")
         factor = self.config.downsample_factor
+        if height == 0 or width == 0:
+            raise ValueError(
+                f"pixel_values has zero height or width (shape {shape}); expected images of at least "
+                f"{factor}x{factor} pixels, in multiples of the downsampling factor {factor}."
+            )
         if height % factor or width % factor:
             raise ValueError(
                 f"Image size {height}x{width} is not divisible by the downsampling factor {factor}; "
                 f"resize or crop to a multiple of {factor}."
             )
+        if not self.training:
+            _check_finite(pixel_values, "pixel_values", "finite pixel values in [-1, 1]")
+
+    def _check_quantized(self, quantized: torch.Tensor) -> None:
+        if not isinstance(quantized, torch.Tensor):
+            raise ValueError(f"quantized must be a torch.Tensor, got {type(quantized).__name__}.")
+        if not quantized.is_floating_point():
+            raise ValueError(
+                f"quantized must be a floating point tensor of latents, got dtype {quantized.dtype}; "
+                "decode codebook indices with decode_indices."
+            )
+        embed_dim = self.config.embed_dim
+        if quantized.ndim != 4 or quantized.shape[1] != embed_dim:
+            raise ValueError(
+                f"decode expects quantized latents of shape (batch, {embed_dim}, height, width), "
+                f"got {tuple(quantized.shape)}."
+            )
+        shape = tuple(quantized.shape)
+        if shape[0] == 0:
+            raise ValueError(f"quantized has an empty batch (shape {shape}); expected at least one latent grid.")
+        if shape[2] == 0 or shape[3] == 0:
+            raise ValueError(f"quantized has zero height or width (shape {shape}); expected a grid of at least 1x1.")
+        if not self.training:
+            _check_finite(quantized, "quantized", "finite latents")
 
     def _check_indices(self, indices: torch.Tensor) -> None:
         if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.int64, torch.int32):
@@ -407,8 +469,12 @@ class VQGANModel(VQGANPreTrainedModel):
             raise ValueError(
                 f"indices must have 3 dimensions (batch, height, width), got shape {tuple(indices.shape)}."
             )
-        if indices.numel() > 0:
-            low, high = int(indices.min()), int(indices.max())
-            if low < 0 or high >= self.config.num_embeddings:
-                bad = low if low < 0 else high
-                raise ValueError(f"indices must lie in [0, {self.config.num_embeddings}), got a value of {bad}.")
+        shape = tuple(indices.shape)
+        if shape[0] == 0:
+            raise ValueError(f"indices has an empty batch (shape {shape}); expected at least one grid of indices.")
+        if shape[1] == 0 or shape[2] == 0:
+            raise ValueError(f"indices has zero height or width (shape {shape}); expected a grid of at least 1x1.")
+        low, high = int(indices.min()), int(indices.max())
+        if low < 0 or high >= self.config.num_embeddings:
+            bad = low if low < 0 else high
+            raise ValueError(f"indices must lie in [0, {self.config.num_embeddings}), got a value of {bad}.")
