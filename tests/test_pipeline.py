@@ -810,3 +810,14 @@ def test_unknown_class_names_list_some_of_many_known_names():
     ):
         pipe.get_label_ids("cat")
 
+
+def test_shipped_class_names_are_zalandos_and_match_either_spelling():
+    from taming_hf.training.data import FASHION_MNIST_CLASSES
+
+    repo = Path(__file__).resolve().parents[1] / "pretrained"
+    pipe_names = json.loads((repo / "taming-fashion-mnist" / "model_index.json").read_text())["id2label"]
+    classifier_names = json.loads((repo / "fashion-mnist-classifier" / "config.json").read_text())["id2label"]
+    assert FASHION_MNIST_CLASSES[0] == "T-shirt/top"
+    assert list(pipe_names.values()) == list(classifier_names.values()) == FASHION_MNIST_CLASSES
+    pipe = TamingPipeline.from_pretrained(repo / "taming-fashion-mnist")
+    assert pipe.get_label_ids(["T-shirt/top", "T - shirt / top", "ankle boot"]) == [0, 0, 9]
