@@ -564,3 +564,260 @@ def test_error_missing_inputs_and_bad_output_type():
         make_pipeline("completion")(image=torch.zeros(1, 3, 8, 8), num_rows_to_keep=5)
     with pytest.raises(ValueError, match="conditioning='spatial' needs a condition_vqgan"):
         TamingPipeline(tiny_vqgan(), tiny_gpt(20, 32), conditioning="spatial", num_condition_tokens=4)
+
+
+# ----------------------------------------------------------------------------------- input checks
+
+
+def raises_exactly(message):
+    return pytest.raises(ValueError, match="^" + re.escape(message) + "$")
+
+
+def test_check_inputs_runs_before_any_work(monkeypatch):
+    pipe = make_pipeline("completion")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the VQGAN encoded an image before the inputs were checked")
+
+    monkeypatch.setattr(pipe.vqgan, "encode", fail)
+    with raises_exactly("top_p must be in (0, 1], got 0.0."):
+        pipe(image=torch.zeros(1, 3, 8, 8), top_p=0.0)
+    pipe.check_inputs(image=torch.zeros(1, 3, 8, 8), num_rows_to_keep=2)  # valid inputs pass silently
+
+
+def test_image_rejects_non_finite_pixels():
+    pipe = make_pipeline("completion")
+    image = torch.zeros(1, 3, 8, 8)
+    image[0, 0, 0, 0] = float("nan")
+    with raises_exactly("image holds 1 NaN or infinite value(s) of 192; expected finite pixel values in [-1, 1]."):
+        pipe(image=image)
+    image[0, 1, :, 0] = float("inf")
+    with raises_exactly("image holds 9 NaN or infinite value(s) of 192; expected finite pixel values in [-1, 1]."):
+        pipe(image=image)
+
+
+def test_condition_image_rejects_non_finite_values():
+    condition = torch.zeros(1, 1, 8, 8)
+    condition[0, 0, 3] = float("-inf")
+    with raises_exactly(
+        "condition_image holds 8 NaN or infinite value(s) of 64; expected finite pixel values in [-1, 1]."
+    ):
+        make_spatial_pipeline()(condition_image=condition)
+    condition[0, 0, 3] = float("nan")
+    with raises_exactly(
+        "condition_image holds 8 NaN or infinite value(s) of 64; expected finite coordinates in [0, 1]."
+    ):
+        make_coordinate_pipeline()(condition_image=condition)
+
+
+@pytest.mark.parametrize("name", ["batch_size", "num_images_per_prompt"])
+@pytest.mark.parametrize("value", [0, -2, 1.0, True])
+def test_rejects_batch_sizes_that_are_not_positive_integers(name, value):
+    with raises_exactly(f"{name} must be a positive integer, got {value!r}."):
+        make_pipeline()(**{name: value})
+
+
+def test_rejects_empty_class_labels():
+    pipe = make_pipeline("class")
+    for empty in ([], torch.zeros(0, dtype=torch.long)):
+        with raises_exactly("class_labels is empty; pass at least one class id."):
+            pipe(class_labels=empty)
+
+
+def test_rejects_images_without_pixels():
+    pipe = make_pipeline("completion")
+    expected = "image must hold at least one image of positive height and width, got "
+    with raises_exactly(expected + "shape (0, 3, 8, 8)."):
+        pipe(image=torch.zeros(0, 3, 8, 8))
+    with raises_exactly(expected + "shape (1, 3, 0, 0)."):
+        pipe(image=torch.zeros(1, 3, 0, 0))
+    with raises_exactly(expected + "0 PIL images of 0x0 pixels."):
+        pipe(image=[])
+    with raises_exactly(expected + "1 PIL images of 0x8 pixels."):
+        pipe(image=PIL.Image.new("RGB", (0, 8)))
+    with raises_exactly(
+        "condition_image must hold at least one image of positive height and width, got shape (1, 1, 8, 0)."
+    ):
+        make_spatial_pipeline()(condition_image=torch.zeros(1, 1, 8, 0))
+
+
+def test_rejects_pil_images_of_different_sizes():
+    images = [PIL.Image.new("RGB", (8, 8)), PIL.Image.new("RGB", (8, 16))]
+    with raises_exactly(
+        "image's PIL images must all have the same size, got (width, height) sizes [(8, 8), (8, 16)]."
+    ):
+        make_pipeline("completion")(image=images)
+    with raises_exactly(
+        "image must be a PIL image or a (batch, channels, height, width) tensor, got a list holding int."
+    ):
+        make_pipeline("completion")(image=[PIL.Image.new("RGB", (8, 8)), 3])
+
+
+@pytest.mark.parametrize("top_k", [-1, 2.5, 32.0, "32", True])
+def test_rejects_top_k_that_is_not_a_non_negative_integer(top_k):
+    with raises_exactly(f"top_k must be a non-negative integer (0 or None disables it), got {top_k!r}."):
+        make_pipeline()(top_k=top_k)
+
+
+@pytest.mark.parametrize("top_p", [0.0, -0.5, 1.5, float("nan"), "0.9"])
+def test_rejects_top_p_outside_zero_one(top_p):
+    with raises_exactly(f"top_p must be in (0, 1], got {top_p!r}."):
+        make_pipeline()(top_p=top_p)
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0, float("nan"), float("inf")])
+def test_rejects_temperature_that_is_not_positive_and_finite(temperature):
+    with raises_exactly(f"temperature must be a positive finite number, got {temperature!r}."):
+        make_pipeline()(temperature=temperature)
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -2.0])
+def test_rejects_guidance_scale_that_is_not_finite_and_non_negative(scale):
+    with raises_exactly(f"guidance_scale must be a finite number >= 0 (1 disables guidance), got {scale!r}."):
+        make_pipeline("class", with_null=True)(class_labels=[0], guidance_scale=scale)
+
+
+def test_none_sampling_arguments_mean_model_defaults():
+    pipe = make_pipeline("class", with_null=True)
+    default = pipe(class_labels=[1], generator=seeded(), output_type="latent").indices
+    unset = dict(top_k=None, top_p=None, temperature=None, guidance_scale=None)
+    assert torch.equal(default, pipe(class_labels=[1], generator=seeded(), output_type="latent", **unset).indices)
+    assert pipe(class_labels=[1], top_k=0, guidance_scale=0.0, output_type="latent").indices.shape == (1, 4, 4)
+
+
+def test_rejects_non_integer_class_ids():
+    pipe = make_pipeline("class")
+    with raises_exactly("class_labels must be integer class ids, got 1.5 (float)."):
+        pipe(class_labels=[0, 1.5])
+    with raises_exactly("class_labels must be integer class ids, got True (bool)."):
+        pipe(class_labels=True)
+    with raises_exactly(
+        "class_labels must be integer class ids, got a torch.float32 tensor; cast it with .long() if it holds "
+        "whole numbers."
+    ):
+        pipe(class_labels=torch.tensor([1.0, 2.0]))
+    # integer tensors and numpy ids are fine
+    assert pipe(class_labels=torch.tensor([2, 0]), top_k=1, output_type="latent").indices.shape == (2, 4, 4)
+    assert pipe(class_labels=np.array([1]), output_type="latent").indices.shape == (1, 4, 4)
+
+
+def test_class_names_as_class_labels_point_to_get_label_ids():
+    pipe = make_pipeline("class", id2label={0: "a", 1: "b", 2: "c"})
+    with raises_exactly(
+        "class_labels must be class ids, got the class names ['b', 'c']; map names to ids with "
+        "pipe.get_label_ids(['b', 'c'])."
+    ):
+        pipe(class_labels=["b", "c"])
+    with raises_exactly(
+        "class_labels must be class ids, got the class names 'b'; map names to ids with pipe.get_label_ids(['b'])."
+    ):
+        pipe(class_labels="b")
+
+
+def test_get_label_ids_rejects_class_ids():
+    pipe = make_pipeline("class", id2label={0: "a", 1: "b", 2: "c"})
+    for ids in (3, [1, 2]):
+        with raises_exactly(
+            f"get_label_ids takes class names (strings), got {ids!r}; class ids need no lookup: pass them straight "
+            "to the pipeline's class_labels."
+        ):
+            pipe.get_label_ids(ids)
+
+
+@pytest.mark.parametrize("name", ["height", "width"])
+def test_rejects_non_integer_height_and_width(name):
+    with raises_exactly(f"{name} must be an integer number of pixels, got 8.0."):
+        make_pipeline()(**{name: 8.0})
+
+
+def test_rejects_generators_that_are_not_torch_generators():
+    pipe = make_pipeline()
+    expected = "generator must be a torch.Generator or a list of them (one per image), got "
+    with raises_exactly(expected + "int."):
+        pipe(generator=0)
+    with raises_exactly(expected + "a list holding int."):
+        pipe(batch_size=2, generator=[seeded(), 1])
+    with raises_exactly("Got 1 generators for a batch of 2 images."):
+        pipe(batch_size=2, generator=[seeded()])
+
+
+def test_rejects_inputs_the_conditioning_ignores():
+    with raises_exactly(
+        "condition_image is only used by spatial and coordinate-conditioned pipelines, but this one's conditioning "
+        "is 'class'."
+    ):
+        make_pipeline("class")(class_labels=[0], condition_image=torch.zeros(1, 1, 8, 8))
+    with raises_exactly(
+        "class_labels are only used by class-conditional pipelines, but this one's conditioning is 'unconditional'; "
+        "got class_labels=[1]."
+    ):
+        make_pipeline()(class_labels=[1])
+    with raises_exactly(
+        "num_rows_to_keep only applies to an image to complete, got num_rows_to_keep=2 without an image."
+    ):
+        make_pipeline()(num_rows_to_keep=2)
+    with raises_exactly(
+        "batch_size=4 does not match the 2 class label(s) given: the batch holds one row per class label. Leave "
+        "batch_size at 1 and use num_images_per_prompt for several images per class label."
+    ):
+        make_pipeline("class")(class_labels=[0, 1], batch_size=4)
+    with raises_exactly(
+        "batch_size=3 does not match the 1 image to complete(s) given: the batch holds one row per image to "
+        "complete. Leave batch_size at 1 and use num_images_per_prompt for several images per image to complete."
+    ):
+        make_pipeline("completion")(image=torch.zeros(1, 3, 8, 8), batch_size=3)
+
+
+def test_batch_size_equal_to_the_conditions_is_accepted():
+    pipe = make_pipeline("completion")  # as scripts/train_transformer.py's validation grid calls it
+    assert pipe(image=torch.zeros(2, 3, 8, 8), batch_size=2, output_type="latent").indices.shape == (2, 4, 4)
+    assert make_pipeline("class")(class_labels=[0, 1], batch_size=2, output_type="latent").indices.shape[0] == 2
+
+
+@pytest.mark.parametrize("rows", [1.5, 2.0])
+def test_rejects_non_integer_num_rows_to_keep(rows):
+    with raises_exactly(f"num_rows_to_keep must be an integer number of latent rows, got {rows!r}."):
+        make_pipeline("completion")(image=torch.zeros(1, 3, 8, 8), num_rows_to_keep=rows)
+
+
+def test_get_label_ids_ignores_case_and_whitespace():
+    pipe = make_pipeline("class", id2label={0: "T-shirt/top", 1: "Ankle boot", 2: "tench, Tinca tinca"})
+    assert pipe.get_label_ids(["T - shirt / top", "t-shirt/TOP", "ankle  boot", " Tinca tinca", "tench"]) == [
+        0,
+        0,
+        1,
+        2,
+        2,
+    ]
+    with raises_exactly(
+        "Unknown class names ['T-shirt', 'boot']; known names are ['T-shirt/top', 'Ankle boot', 'tench, Tinca tinca']."
+    ):
+        pipe.get_label_ids(["T-shirt", "boot", "Ankle boot"])
+    clash = make_pipeline("class", id2label={0: "Shirt", 1: "shirt", 2: "bag"})
+    assert clash.get_label_ids(["Shirt", "shirt"]) == [0, 1]  # an exact spelling decides
+    with raises_exactly(
+        "Class name 'SHIRT' is ambiguous: ignoring case and spaces it names classes ['Shirt', 'shirt']; spell it "
+        "exactly as in id2label."
+    ):
+        clash.get_label_ids("SHIRT")
+
+
+def test_unknown_class_names_list_some_of_many_known_names():
+    pipe = make_pipeline("class", id2label={i: f"class {i}" for i in range(30)})
+    with raises_exactly(
+        f"Unknown class names ['cat']; known names are e.g. {[f'class {i}' for i in range(10)]} (all 30 in "
+        "pipe.config.id2label)."
+    ):
+        pipe.get_label_ids("cat")
+
+
+def test_shipped_class_names_are_zalandos_and_match_either_spelling():
+    from taming_hf.training.data import FASHION_MNIST_CLASSES
+
+    repo = Path(__file__).resolve().parents[1] / "pretrained"
+    pipe_names = json.loads((repo / "taming-fashion-mnist" / "model_index.json").read_text())["id2label"]
+    classifier_names = json.loads((repo / "fashion-mnist-classifier" / "config.json").read_text())["id2label"]
+    assert FASHION_MNIST_CLASSES[0] == "T-shirt/top"
+    assert list(pipe_names.values()) == list(classifier_names.values()) == FASHION_MNIST_CLASSES
+    pipe = TamingPipeline.from_pretrained(repo / "taming-fashion-mnist")
+    assert pipe.get_label_ids(["T-shirt/top", "T - shirt / top", "ankle boot"]) == [0, 0, 9]

@@ -22,8 +22,9 @@ from torchvision.transforms import functional as TF
 
 FASHION_MNIST_NAMES = ("fashion_mnist", "fashion-mnist", "zalando-datasets/fashion_mnist")
 FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+# Zalando's class names (the Hub dataset's ClassLabel spells the first one "T - shirt / top").
 FASHION_MNIST_CLASSES = [
-    "T - shirt / top",
+    "T-shirt/top",
     "Trouser",
     "Pullover",
     "Dress",

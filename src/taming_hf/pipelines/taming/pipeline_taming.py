@@ -1,5 +1,6 @@
 """TamingPipeline: sample VQGAN code grids with a GPT prior and decode them to images."""
 
+import numbers
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -19,13 +20,15 @@ from .sampling import (
     GeneratorType,
     ProgressStreamer,
     build_logits_processors,
+    check_generator,
+    check_sampling_arguments,
     check_token_order,
     guided_log_probs,
     to_generation_order,
     to_raster_order,
     window_start,
 )
-from .vocabulary import TokenLayout
+from .vocabulary import TokenLayout, class_name_key
 
 ImageInput = Union[torch.Tensor, PIL.Image.Image, List[PIL.Image.Image]]
 
@@ -182,28 +185,56 @@ class TamingPipeline(DiffusionPipeline):
 
     def get_label_ids(self, label: Union[str, List[str]]) -> List[int]:
         """
-        Map class names to class ids, as `DiTPipeline.get_label_ids` does.
+        Map class names to class ids, as `DiTPipeline.get_label_ids` does. Each comma-separated synonym of
+        an `id2label` entry ("tench, Tinca tinca") names its class, and names match ignoring case and
+        whitespace, so the Hub's "T - shirt / top" and the paper's "T-shirt/top" are the same class.
 
         Args:
             label (`str` or `List[str]`): class names from the pipeline's `id2label`.
+
+        Returns:
+            `List[int]`: the class ids, to pass as `class_labels`.
         """
-        if not self.config.id2label:
+        labels = [label] if isinstance(label, str) else label
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(name, str) for name in labels):
+            raise ValueError(
+                f"get_label_ids takes class names (strings), got {label!r}; class ids need no lookup: pass them "
+                "straight to the pipeline's class_labels."
+            )
+        id2label = self.config.id2label
+        if not id2label:
             raise ValueError("This pipeline has no id2label mapping; pass class ids as integers.")
-        label2id = {}
-        for class_id, names in self.config.id2label.items():
+        exact, by_key = {}, {}
+        for class_id, names in sorted(id2label.items()):
             for name in str(names).split(","):
-                label2id.setdefault(name.strip(), int(class_id))
-        labels = [label] if isinstance(label, str) else list(label)
-        unknown = [name for name in labels if name not in label2id]
+                exact.setdefault(name.strip(), int(class_id))
+                by_key.setdefault(class_name_key(name), set()).add(int(class_id))
+        ids, unknown = [], []
+        for name in labels:
+            if name in exact:
+                ids.append(exact[name])
+                continue
+            candidates = sorted(by_key.get(class_name_key(name), ()))
+            if len(candidates) > 1:
+                raise ValueError(
+                    f"Class name {name!r} is ambiguous: ignoring case and spaces it names classes "
+                    f"{[id2label[i] for i in candidates]}; spell it exactly as in id2label."
+                )
+            if candidates:
+                ids.append(candidates[0])
+            else:
+                unknown.append(name)
         if unknown:
-            raise ValueError(f"Unknown class names {unknown}; known names are e.g. {sorted(label2id)[:10]}.")
-        return [label2id[name] for name in labels]
+            known = [id2label[class_id] for class_id in sorted(id2label)]
+            listed = known if len(known) <= 20 else f"e.g. {known[:10]} (all {len(known)} in pipe.config.id2label)"
+            raise ValueError(f"Unknown class names {unknown}; known names are {listed}.")
+        return ids
 
     # ------------------------------------------------------------------------------------ conditions
 
-    def _pixels(self, image: ImageInput, channels: int, name: str, coordinates: bool = False) -> torch.Tensor:
+    def _pixels(self, image: ImageInput, channels: int, coordinates: bool = False) -> torch.Tensor:
         """A PIL image, a list of them, or a (B, C, H, W) tensor in [-1, 1] ([0, 1] for coordinates) -> a
-        (B, C, H, W) float tensor."""
+        (B, C, H, W) float tensor (checked by `check_inputs`)."""
         if isinstance(image, PIL.Image.Image):
             image = [image]
         if isinstance(image, (list, tuple)):
@@ -212,65 +243,116 @@ class TamingPipeline(DiffusionPipeline):
             arrays = [array[..., None] if array.ndim == 2 else array for array in arrays]
             image = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
             image = image / 255.0 if coordinates else image / 127.5 - 1.0
-        if not isinstance(image, torch.Tensor) or image.ndim != 4:
-            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise ValueError(f"{name} must be a PIL image or a (batch, channels, height, width) tensor, got {shape}.")
-        if image.shape[1] != channels:
-            expects = "coordinate conditioning expects" if coordinates else "its VQGAN expects"
-            raise ValueError(f"{name} has {image.shape[1]} channels, but {expects} {channels}.")
         return image.float()
 
-    def _encode(self, vqgan: VQGANModel, image: ImageInput, name: str) -> torch.LongTensor:
-        """Encode an image input with `vqgan` to (B, h, w) indices, checking channels and size first."""
-        pixels = self._pixels(image, vqgan.config.in_channels, name)
-        factor = vqgan.config.downsample_factor
-        height, width = pixels.shape[-2:]
-        if height % factor or width % factor:
-            raise ValueError(
-                f"{name} is {height}x{width} pixels, which is not divisible by its VQGAN's downsampling factor {factor}."
-            )
+    def _encode(self, vqgan: VQGANModel, image: ImageInput) -> torch.LongTensor:
+        """Encode an image input with `vqgan` to (B, h, w) indices."""
+        pixels = self._pixels(image, vqgan.config.in_channels)
         return vqgan.encode(pixels.to(device=self._execution_device, dtype=vqgan.dtype)).indices
 
     def _encode_coordinates(self, image: ImageInput) -> torch.LongTensor:
-        """Encode a coordinate map in [0, 1] to (B, h, w) coordinate codes, checking values and size first."""
-        coordinates = self._pixels(image, 1, "condition_image", coordinates=True)
-        low, high = coordinates.min().item(), coordinates.max().item()
-        if not (low >= 0.0 and high <= 1.0):
-            raise ValueError(
-                f"condition_image must hold coordinates in [0, 1], got values in [{low:.4g}, {high:.4g}]."
-            )
+        """Encode a coordinate map in [0, 1] to (B, h, w) coordinate codes."""
+        coordinates = self._pixels(image, 1, coordinates=True)
         factor = self.config.coordinate_downsample_factor
-        height, width = coordinates.shape[-2:]
-        if height % factor or width % factor:
-            raise ValueError(
-                f"condition_image is {height}x{width} pixels, which is not divisible by the "
-                f"coordinate_downsample_factor {factor}."
-            )
         return encode_coordinates(coordinates, self.config.num_condition_tokens - 1, factor)
 
     def _latent_size(self, height: Optional[int], width: Optional[int], default: Tuple[int, int]) -> Tuple[int, int]:
+        """The (h, w) latent grid of a `height x width` output; `None` sizes come from the `default` grid."""
         factor = self.vqgan.config.downsample_factor
         height = default[0] * factor if height is None else height
         width = default[1] * factor if width is None else width
-        if height % factor or width % factor or height <= 0 or width <= 0:
-            raise ValueError(
-                f"height and width must be positive multiples of the VQGAN's downsampling factor {factor}, "
-                f"got {height}x{width}."
-            )
         return height // factor, width // factor
 
     def _class_tokens(self, class_labels: Union[int, List[int], torch.Tensor]) -> torch.LongTensor:
-        layout = self.layout
-        labels = torch.as_tensor(class_labels).reshape(-1).tolist()
-        for label in labels:
-            if not 0 <= label < layout.num_condition_tokens:
-                raise ValueError(
-                    f"Class id {label} is outside the model's classes: class_labels must lie in "
-                    f"[0, {layout.num_condition_tokens})."
-                )
-        return torch.tensor(labels, dtype=torch.long) + layout.condition_offset
+        labels = torch.as_tensor(class_labels).reshape(-1).long().cpu()
+        return labels + self.layout.condition_offset
 
-    # -------------------------------------------------------------------------------------- sampling
+    # ---------------------------------------------------------------------------------- input checks
+
+    @staticmethod
+    def _check_image(image: ImageInput, channels: int, name: str, coordinates: bool = False) -> Tuple[int, int, int]:
+        """Check an image input (type, channels, size, finite values) and return its (batch, height, width)."""
+        expected = f"{name} must be a PIL image or a (batch, channels, height, width) tensor"
+        if isinstance(image, PIL.Image.Image):
+            image = [image]
+        if isinstance(image, (list, tuple)):
+            bad = [type(item).__name__ for item in image if not isinstance(item, PIL.Image.Image)]
+            if bad:
+                raise ValueError(f"{expected}, got a list holding {bad[0]}.")
+            sizes = sorted({item.size for item in image})
+            if len(sizes) > 1:
+                raise ValueError(
+                    f"{name}'s PIL images must all have the same size, got (width, height) sizes {sizes}."
+                )
+            batch, (width, height) = len(image), sizes[0] if sizes else (0, 0)
+            shape = f"{batch} PIL images of {width}x{height} pixels"
+        elif isinstance(image, torch.Tensor) and image.ndim == 4:
+            if image.shape[1] != channels:
+                expects = "coordinate conditioning expects" if coordinates else "its VQGAN expects"
+                raise ValueError(f"{name} has {image.shape[1]} channels, but {expects} {channels}.")
+            batch, _, height, width = image.shape
+            shape = f"shape {tuple(image.shape)}"
+        else:
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"{expected}, got {shape}.")
+        if batch == 0 or height == 0 or width == 0:
+            raise ValueError(f"{name} must hold at least one image of positive height and width, got {shape}.")
+        if isinstance(image, torch.Tensor):
+            expected_values = "coordinates in [0, 1]" if coordinates else "pixel values in [-1, 1]"
+            non_finite = (~torch.isfinite(image)).sum().item()  # one host sync, at the call's boundary only
+            if non_finite:
+                raise ValueError(
+                    f"{name} holds {non_finite} NaN or infinite value(s) of {image.numel()}; expected finite "
+                    f"{expected_values}."
+                )
+            if coordinates:
+                low, high = image.min().item(), image.max().item()
+                if not (low >= 0.0 and high <= 1.0):
+                    raise ValueError(
+                        f"condition_image must hold coordinates in [0, 1], got values in [{low:.4g}, {high:.4g}]."
+                    )
+        return batch, height, width
+
+    @staticmethod
+    def _check_divisible(name: str, height: int, width: int, factor: int, what: str) -> None:
+        if height % factor or width % factor:
+            raise ValueError(f"{name} is {height}x{width} pixels, which is not divisible by {what} {factor}.")
+
+    def _check_class_labels(self, class_labels) -> int:
+        """Check class ids (integers in range, not names, not empty) and return how many there are."""
+        if isinstance(class_labels, str) or (
+            isinstance(class_labels, (list, tuple)) and any(isinstance(label, str) for label in class_labels)
+        ):
+            names = [class_labels] if isinstance(class_labels, str) else list(class_labels)
+            raise ValueError(
+                f"class_labels must be class ids, got the class names {class_labels!r}; map names to ids with "
+                f"pipe.get_label_ids({names!r})."
+            )
+        if isinstance(class_labels, (torch.Tensor, np.ndarray)):
+            labels = torch.as_tensor(class_labels)
+            if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+                raise ValueError(
+                    f"class_labels must be integer class ids, got a {labels.dtype} tensor; cast it with .long() "
+                    "if it holds whole numbers."
+                )
+        else:
+            values = list(class_labels) if isinstance(class_labels, (list, tuple)) else [class_labels]
+            for value in values:
+                if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                    raise ValueError(
+                        f"class_labels must be integer class ids, got {value!r} ({type(value).__name__})."
+                    )
+            labels = torch.tensor(values, dtype=torch.long)
+        labels = labels.reshape(-1)
+        if labels.numel() == 0:
+            raise ValueError("class_labels is empty; pass at least one class id.")
+        num_classes = self.layout.num_condition_tokens
+        for label in labels.tolist():
+            if not 0 <= label < num_classes:
+                raise ValueError(
+                    f"Class id {label} is outside the model's classes: class_labels must lie in [0, {num_classes})."
+                )
+        return labels.numel()
 
     def _check_context(self, prefix_length: int, num_tokens: int, what: str) -> None:
         context = self.transformer.config.n_positions
@@ -280,6 +362,159 @@ class TamingPipeline(DiffusionPipeline):
                 f"{prefix_length} tokens plus {num_tokens} image tokens need n_positions >= "
                 f"{prefix_length + num_tokens - 1}."
             )
+
+    def check_inputs(
+        self,
+        class_labels: Optional[Union[int, List[int], torch.Tensor]] = None,
+        batch_size: int = 1,
+        num_images_per_prompt: int = 1,
+        condition_image: Optional[ImageInput] = None,
+        image: Optional[ImageInput] = None,
+        num_rows_to_keep: Optional[int] = None,
+        height: Optional[int] = None,
+        width: Optional[int] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        temperature: Optional[float] = None,
+        guidance_scale: Optional[float] = None,
+        generator: GeneratorType = None,
+        output_type: str = "pil",
+    ) -> None:
+        """
+        Check the arguments of [`~TamingPipeline.__call__`] before any work is done: every bad input raises
+        a `ValueError` here that names the value and what was expected. `None` sampling arguments mean the
+        model's defaults.
+        """
+        layout = self.layout
+        conditioning = layout.conditioning
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}.")
+        for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_sampling_arguments(top_k, top_p, temperature, guidance_scale)
+        if guidance_scale not in (None, 1.0) and (conditioning != "class" or layout.null_class_token_id is None):
+            raise ValueError(
+                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
+                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
+            )
+
+        # Inputs this pipeline's conditioning would ignore, then the ones it needs.
+        if class_labels is not None and conditioning != "class":
+            raise ValueError(
+                f"class_labels are only used by class-conditional pipelines, but this one's conditioning is "
+                f"{conditioning!r}; got class_labels={class_labels!r}."
+            )
+        if condition_image is not None and conditioning not in ("spatial", "coordinates"):
+            raise ValueError(
+                f"condition_image is only used by spatial and coordinate-conditioned pipelines, but this one's "
+                f"conditioning is {conditioning!r}."
+            )
+        if num_rows_to_keep is not None and image is None:
+            raise ValueError(
+                f"num_rows_to_keep only applies to an image to complete, got num_rows_to_keep={num_rows_to_keep!r} "
+                "without an image."
+            )
+        if conditioning == "completion" and image is None:
+            raise ValueError("This is a completion pipeline: pass the image to complete.")
+        if conditioning == "class" and class_labels is None:
+            raise ValueError("This is a class-conditional pipeline: pass class_labels (ids or get_label_ids).")
+        if conditioning == "spatial" and condition_image is None:
+            raise ValueError("This is a spatially conditioned pipeline: pass a condition_image.")
+        if conditioning == "coordinates" and condition_image is None:
+            raise ValueError(
+                "This is a coordinate-conditioned pipeline: pass a condition_image, a (batch, 1, height, width) "
+                "coordinate map in [0, 1]."
+            )
+
+        # Sizes: the image to complete sets the grid, a condition image overrides it, height and width win.
+        factor = self.vqgan.config.downsample_factor
+        default_size = image_grid = condition_grid = None
+        if image is not None:
+            image_batch, image_h, image_w = self._check_image(image, self.vqgan.config.in_channels, "image")
+            self._check_divisible("image", image_h, image_w, factor, "its VQGAN's downsampling factor")
+            default_size = image_grid = (image_h // factor, image_w // factor)
+        if conditioning == "class":
+            conditions, unit = self._check_class_labels(class_labels), "class label"
+        elif conditioning in ("spatial", "coordinates"):
+            if conditioning == "spatial":
+                channels = self.condition_vqgan.config.in_channels
+                condition_factor = self.condition_vqgan.config.downsample_factor
+                what = "its VQGAN's downsampling factor"
+            else:
+                channels, condition_factor = 1, self.config.coordinate_downsample_factor
+                what = "the coordinate_downsample_factor"
+            coordinates = conditioning == "coordinates"
+            conditions, condition_h, condition_w = self._check_image(
+                condition_image, channels, "condition_image", coordinates=coordinates
+            )
+            self._check_divisible("condition_image", condition_h, condition_w, condition_factor, what)
+            default_size = condition_grid = (condition_h // condition_factor, condition_w // condition_factor)
+            unit = "condition image"
+        elif image is not None:
+            conditions, unit = image_batch, "image to complete"
+        else:
+            conditions, unit = batch_size, None
+        if unit is not None and batch_size not in (1, conditions):
+            raise ValueError(
+                f"batch_size={batch_size} does not match the {conditions} {unit}(s) given: the batch holds one row "
+                f"per {unit}. Leave batch_size at 1 and use num_images_per_prompt for several images per {unit}."
+            )
+
+        for name, value in (("height", height), ("width", width)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"{name} must be an integer number of pixels, got {value!r}.")
+        default_size = default_size or (self.latent_window, self.latent_window)
+        pixel_h = default_size[0] * factor if height is None else height
+        pixel_w = default_size[1] * factor if width is None else width
+        if pixel_h % factor or pixel_w % factor or pixel_h <= 0 or pixel_w <= 0:
+            raise ValueError(
+                f"height and width must be positive multiples of the VQGAN's downsampling factor {factor}, "
+                f"got {pixel_h}x{pixel_w}."
+            )
+        grid_h, grid_w = pixel_h // factor, pixel_w // factor
+        if condition_grid is not None and condition_grid != (grid_h, grid_w):
+            raise ValueError(
+                f"condition_image encodes to a {condition_grid[0]}x{condition_grid[1]} code grid, but the image grid "
+                f"is {grid_h}x{grid_w}; pass a condition image of "
+                f"{grid_h * condition_factor}x{grid_w * condition_factor} pixels."
+            )
+
+        # Batch: one row per condition, times num_images_per_prompt; one image to complete may serve them all.
+        rows = conditions * num_images_per_prompt
+        if image_grid is not None:
+            if image_grid != (grid_h, grid_w):
+                raise ValueError(f"image encodes to a {image_grid} grid, expected {(grid_h, grid_w)}.")
+            image_rows = image_batch * num_images_per_prompt
+            if image_rows != rows and not (image_rows == 1 and rows > 1):
+                raise ValueError(f"image has {image_rows} images, but the batch has {rows} rows.")
+            if num_rows_to_keep is not None:
+                if isinstance(num_rows_to_keep, bool) or not isinstance(num_rows_to_keep, numbers.Integral):
+                    raise ValueError(
+                        f"num_rows_to_keep must be an integer number of latent rows, got {num_rows_to_keep!r}."
+                    )
+                if not 0 <= num_rows_to_keep <= grid_h:
+                    raise ValueError(f"num_rows_to_keep must lie in [0, {grid_h}], got {num_rows_to_keep}.")
+        check_generator(generator, rows)
+
+        # The prior: its token order and context must fit the grid (or the sliding window).
+        num_tokens = grid_h * grid_w
+        order = check_token_order(self.config.token_order, num_tokens)
+        window = self.latent_window
+        if grid_h <= window and grid_w <= window:
+            prefix_length = num_tokens if condition_grid is not None else 1
+            self._check_context(prefix_length, num_tokens, f"a {grid_h}x{grid_w} grid")
+        else:
+            if order is not None and not torch.equal(order, torch.arange(num_tokens)):
+                raise ValueError(
+                    f"Sliding-window sampling ({grid_h}x{grid_w} grid > {window}x{window} window) needs raster order; "
+                    "this pipeline has a token_order."
+                )
+            window_tokens = min(grid_h, window) * min(grid_w, window)
+            prefix_length = window_tokens if condition_grid is not None else 1
+            self._check_context(prefix_length, window_tokens, f"a {window}x{window} sliding window")
+
+    # -------------------------------------------------------------------------------------- sampling
 
     def _generate(
         self,
@@ -390,8 +625,8 @@ class TamingPipeline(DiffusionPipeline):
         width: Optional[int] = None,
         top_k: Optional[int] = None,
         top_p: Optional[float] = None,
-        temperature: float = 1.0,
-        guidance_scale: float = 1.0,
+        temperature: Optional[float] = 1.0,
+        guidance_scale: Optional[float] = 1.0,
         generator: GeneratorType = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -400,10 +635,11 @@ class TamingPipeline(DiffusionPipeline):
         Sample images.
 
         Args:
-            class_labels (`int` or `List[int]`, *optional*):
+            class_labels (`int`, `List[int]` or an integer `torch.Tensor`, *optional*):
                 Class ids for class-conditional models (see `get_label_ids` for names); one image each.
             batch_size (`int`, defaults to 1):
-                Number of images for unconditional models.
+                Number of images for unconditional models. Otherwise the class labels, condition images or
+                images to complete set the batch, and a `batch_size` other than 1 or their number raises.
             num_images_per_prompt (`int`, defaults to 1):
                 Images per class label, condition image or completion image.
             condition_image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
@@ -414,14 +650,16 @@ class TamingPipeline(DiffusionPipeline):
             image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
                 Image to complete: its first `num_rows_to_keep` rows of tokens are kept, the rest is sampled.
             num_rows_to_keep (`int`, *optional*):
-                Latent rows of `image` to keep; defaults to half of them.
+                Latent rows of `image` to keep; defaults to half of them. Only with `image`.
             height, width (`int`, *optional*):
                 Output size in pixels (multiples of the VQGAN's downsampling factor); defaults to the VQGAN's
                 training resolution. Grids larger than the prior's window are sampled with a sliding window.
             top_k (`int`, *optional*), top_p (`float`, *optional*), temperature (`float`, defaults to 1.0):
-                Sampling filters, applied to image codes only.
+                Sampling filters, applied to image codes only: `top_k >= 0` (0 disables it), `top_p` in
+                (0, 1], a positive finite `temperature`. `None` means the model's default.
             guidance_scale (`float`, defaults to 1.0):
-                Classifier-free guidance for class-conditional models trained with a null class; 1 disables it.
+                Classifier-free guidance for class-conditional models trained with a null class; 1 disables it,
+                0 samples the null class. Must be finite and >= 0; `None` means the model's default.
             generator (`torch.Generator` or a list, one per image, *optional*):
                 Makes sampling deterministic.
             output_type (`str`, defaults to `"pil"`):
@@ -432,45 +670,44 @@ class TamingPipeline(DiffusionPipeline):
         Returns:
             [`TamingPipelineOutput`] with `images` and `indices` of shape `(B, h, w)`.
         """
+        self.check_inputs(
+            class_labels=class_labels,
+            batch_size=batch_size,
+            num_images_per_prompt=num_images_per_prompt,
+            condition_image=condition_image,
+            image=image,
+            num_rows_to_keep=num_rows_to_keep,
+            height=height,
+            width=width,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            output_type=output_type,
+        )
         layout = self.layout
         device = self._execution_device
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"output_type must be one of 'pil', 'np', 'pt', 'latent', got {output_type!r}.")
-        if guidance_scale != 1.0 and (layout.conditioning != "class" or layout.null_class_token_id is None):
-            raise ValueError(
-                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
-                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
-            )
+        # `None` means the model's default; for now that is no temperature scaling and no guidance.
+        temperature = 1.0 if temperature is None else temperature
+        guidance_scale = 1.0 if guidance_scale is None else guidance_scale
 
         # 1. Image to complete: for unconditional models it sets the batch size.
         kept_grid = None
         default_size = (self.latent_window, self.latent_window)
         if image is not None:
-            kept_grid = self._encode(self.vqgan, image, "image").cpu()
+            kept_grid = self._encode(self.vqgan, image).cpu()
             default_size = tuple(kept_grid.shape[1:])
             batch_size = kept_grid.shape[0]
-        elif layout.conditioning == "completion":
-            raise ValueError("This is a completion pipeline: pass the image to complete.")
 
         # 2. Prefix tokens (B, P), or the aligned condition grid for spatial and coordinate models.
-        condition_grid = condition_factor = None
+        condition_grid = None
         if layout.conditioning == "class":
-            if class_labels is None:
-                raise ValueError("This is a class-conditional pipeline: pass class_labels (ids or get_label_ids).")
             prefix = self._class_tokens(class_labels)[:, None]
         elif layout.conditioning == "spatial":
-            if condition_image is None:
-                raise ValueError("This is a spatially conditioned pipeline: pass a condition_image.")
-            condition_grid = self._encode(self.condition_vqgan, condition_image, "condition_image").cpu()
-            condition_factor = self.condition_vqgan.config.downsample_factor
+            condition_grid = self._encode(self.condition_vqgan, condition_image).cpu()
         elif layout.conditioning == "coordinates":
-            if condition_image is None:
-                raise ValueError(
-                    "This is a coordinate-conditioned pipeline: pass a condition_image, a (batch, 1, height, width) "
-                    "coordinate map in [0, 1]."
-                )
             condition_grid = self._encode_coordinates(condition_image)
-            condition_factor = self.config.coordinate_downsample_factor
         else:
             prefix = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
         if condition_grid is not None:
@@ -483,32 +720,18 @@ class TamingPipeline(DiffusionPipeline):
 
         # 3. Batch sizes line up: one row per condition, times num_images_per_prompt.
         if condition_grid is not None:
-            if tuple(condition_grid.shape[1:]) != (grid_h, grid_w):
-                raise ValueError(
-                    f"condition_image encodes to a {condition_grid.shape[1]}x{condition_grid.shape[2]} code grid, "
-                    f"but the image grid is {grid_h}x{grid_w}; pass a condition image of "
-                    f"{grid_h * condition_factor}x{grid_w * condition_factor} pixels."
-                )
             condition_grid = condition_grid.repeat_interleave(num_images_per_prompt, dim=0)
             rows = condition_grid.shape[0]
         else:
             prefix = prefix.repeat_interleave(num_images_per_prompt, dim=0)
             rows = prefix.shape[0]
         if kept_grid is not None:
-            if tuple(kept_grid.shape[1:]) != (grid_h, grid_w):
-                raise ValueError(f"image encodes to a {tuple(kept_grid.shape[1:])} grid, expected {(grid_h, grid_w)}.")
             kept_grid = kept_grid.repeat_interleave(num_images_per_prompt, dim=0)
             if kept_grid.shape[0] == 1 and rows > 1:
                 kept_grid = kept_grid.expand(rows, -1, -1)
-            if kept_grid.shape[0] != rows:
-                raise ValueError(f"image has {kept_grid.shape[0]} images, but the batch has {rows} rows.")
             if num_rows_to_keep is None:
                 num_rows_to_keep = grid_h // 2
-            if not 0 <= num_rows_to_keep <= grid_h:
-                raise ValueError(f"num_rows_to_keep must lie in [0, {grid_h}], got {num_rows_to_keep}.")
         num_kept = 0 if kept_grid is None else num_rows_to_keep * grid_w
-        if isinstance(generator, list) and len(generator) != rows:
-            raise ValueError(f"Got {len(generator)} generators for a batch of {rows} images.")
 
         # 4. Sample.
         order = check_token_order(self.config.token_order, num_tokens)
@@ -527,7 +750,6 @@ class TamingPipeline(DiffusionPipeline):
         window = self.latent_window
         if grid_h <= window and grid_w <= window:
             prefix = condition_grid.reshape(rows, -1) if condition_grid is not None else prefix
-            self._check_context(prefix.shape[1], num_tokens, f"a {grid_h}x{grid_w} grid")
             kept = torch.zeros(rows, 0, dtype=torch.long)
             if kept_grid is not None:
                 kept = to_generation_order(kept_grid.reshape(rows, -1), order)[:, :num_kept]
@@ -536,14 +758,6 @@ class TamingPipeline(DiffusionPipeline):
             )
             indices = to_raster_order(generated, order).reshape(rows, grid_h, grid_w)
         else:
-            if order is not None and not torch.equal(order, torch.arange(num_tokens)):
-                raise ValueError(
-                    f"Sliding-window sampling ({grid_h}x{grid_w} grid > {window}x{window} window) needs raster order; "
-                    "this pipeline has a token_order."
-                )
-            window_tokens = min(grid_h, window) * min(grid_w, window)
-            prefix_length = window_tokens if condition_grid is not None else prefix.shape[1]
-            self._check_context(prefix_length, window_tokens, f"a {window}x{window} sliding window")
             grid = torch.zeros(rows, grid_h, grid_w, dtype=torch.long, device=device)
             if kept_grid is not None:
                 grid[:, :num_rows_to_keep] = kept_grid[:, :num_rows_to_keep].to(device)

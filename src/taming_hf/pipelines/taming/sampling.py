@@ -6,6 +6,8 @@ Sampling goes through transformers' `generate()` in greedy mode, with a final
 letting the noise come from a user's `torch.Generator`, which `generate()` itself cannot take.
 """
 
+import math
+import numbers
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -92,6 +94,49 @@ def build_logits_processors(
         processors.append(TopPLogitsWarper(top_p))
     processors.append(GumbelSamplingLogitsProcessor(generator))
     return processors
+
+
+def _is_number(value) -> bool:
+    """A real number, not a bool (`True` is an `int` to Python but never a sensible sampling argument)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_sampling_arguments(
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    temperature: Optional[float] = None,
+    guidance_scale: Optional[float] = None,
+) -> None:
+    """
+    Raise a `ValueError` naming the first sampling argument outside its domain. `None` means "the
+    model's default" for each of them.
+
+    `guidance_scale` must be finite and non-negative: 1 disables guidance, 0 samples the null class
+    alone and values in (0, 1) interpolate towards it, but a negative scale pushes samples away from
+    their class, which is never what class-conditional sampling asks for.
+    """
+    if top_k is not None and (not _is_number(top_k) or not isinstance(top_k, numbers.Integral) or top_k < 0):
+        raise ValueError(f"top_k must be a non-negative integer (0 or None disables it), got {top_k!r}.")
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+    if temperature is not None and (not _is_number(temperature) or not (0 < temperature < math.inf)):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}.")
+    if guidance_scale is not None and (not _is_number(guidance_scale) or not (0 <= guidance_scale < math.inf)):
+        raise ValueError(f"guidance_scale must be a finite number >= 0 (1 disables guidance), got {guidance_scale!r}.")
+
+
+def check_generator(generator: GeneratorType, batch_size: int) -> None:
+    """Raise a `ValueError` unless `generator` is `None`, a `torch.Generator` or a list of one per batch row."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    expected = "generator must be a torch.Generator or a list of them (one per image)"
+    if not isinstance(generator, list):
+        raise ValueError(f"{expected}, got {type(generator).__name__}.")
+    for item in generator:
+        if not isinstance(item, torch.Generator):
+            raise ValueError(f"{expected}, got a list holding {type(item).__name__}.")
+    if len(generator) != batch_size:
+        raise ValueError(f"Got {len(generator)} generators for a batch of {batch_size} images.")
 
 
 def guided_log_probs(

@@ -103,3 +103,12 @@ class TokenLayout:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def class_name_key(name: str) -> str:
+    """
+    The form class names are matched in by `TamingPipeline.get_label_ids`: case-folded, with all
+    whitespace removed, so spellings that differ only there ("T - shirt / top" of the Hub's
+    Fashion-MNIST, "T-shirt/top" of its paper) name the same class.
+    """
+    return "".join(name.split()).casefold()
