@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -64,6 +65,30 @@ def test_fashion_mnist_from_idx_files_has_hub_features():
     assert dataset[0]["label"] == 9  # the first test image is an ankle boot
     by_name = load_image_dataset("fashion_mnist", split="test", max_samples=5)
     assert by_name[0]["label"] == 9 and len(by_name) == 5
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_cache_with_other_class_names_is_rebuilt(tmp_path, monkeypatch):
+    from datasets import ClassLabel, Dataset, Features, Image
+
+    from taming_hf.training import data
+
+    monkeypatch.setattr(data.datasets_config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28)))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 9]))
+    old_names = ["T - shirt / top"] + data.FASHION_MNIST_CLASSES[1:]  # the Hub dataset's spelling
+    stale = Dataset.from_dict(
+        {"image": [None], "label": [0]}, features=Features({"image": Image(), "label": ClassLabel(names=old_names)})
+    )
+    stale.save_to_disk(str(tmp_path / "cache" / "taming_hf" / "fashion_mnist-test"))
+
+    dataset = load_fashion_mnist("test", data_dir=str(tmp_path))
+    assert dataset.features["label"].names[0] == "T-shirt/top"
+    assert dataset["label"] == [0, 9]
 
 
 def test_image_transform_range_shape_and_seeded_augmentation():

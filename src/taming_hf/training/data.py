@@ -8,6 +8,7 @@
 
 import gzip
 import io
+import json
 import os
 import struct
 from typing import Any, Dict, List, Optional, Union
@@ -58,6 +59,16 @@ def _idx_path(data_dir: str, stem: str) -> str:
     raise FileNotFoundError(f"Fashion-MNIST file {stem}(.gz) not found in {data_dir}.")
 
 
+def _cached_class_names(cache: str) -> Optional[List[str]]:
+    """The class names of a cached split, or None when there is none (an older release's cache may carry other
+    names, and is rebuilt then)."""
+    try:
+        with open(os.path.join(cache, "dataset_info.json")) as f:
+            return json.load(f)["features"]["label"]["names"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_fashion_mnist(
     split: str = "train", data_dir: str = FASHION_MNIST_DIR, max_samples: Optional[int] = None
 ) -> Dataset:
@@ -77,7 +88,7 @@ def load_fashion_mnist(
     if max_samples is not None:
         images, labels = images[:max_samples], labels[:max_samples]
     cache = os.path.join(datasets_config.HF_DATASETS_CACHE, "taming_hf", f"fashion_mnist-{split}")
-    if max_samples is None and os.path.exists(os.path.join(cache, "dataset_info.json")):
+    if max_samples is None and _cached_class_names(cache) == FASHION_MNIST_CLASSES:
         return load_from_disk(cache)
     features = Features({"image": Image(), "label": ClassLabel(names=FASHION_MNIST_CLASSES)})
     dataset = Dataset.from_dict(
