@@ -596,6 +596,14 @@ def test_image_rejects_non_finite_pixels():
         pipe(image=image)
 
 
+def test_image_rejects_integer_tensors():
+    with raises_exactly(
+        "image must be a floating point tensor of pixel values in [-1, 1], got dtype torch.uint8; pass PIL images, "
+        "or scale uint8 pixels with x / 127.5 - 1 (x / 255 for coordinates)."
+    ):
+        make_pipeline("completion")(image=torch.full((1, 3, 8, 8), 255, dtype=torch.uint8))
+
+
 def test_condition_image_rejects_non_finite_values():
     condition = torch.zeros(1, 1, 8, 8)
     condition[0, 0, 3] = float("-inf")

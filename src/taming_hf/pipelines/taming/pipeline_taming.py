@@ -299,6 +299,11 @@ class TamingPipeline(DiffusionPipeline):
             raise ValueError(f"{name} must hold at least one image of positive height and width, got {shape}.")
         if isinstance(image, torch.Tensor):
             expected_values = "coordinates in [0, 1]" if coordinates else "pixel values in [-1, 1]"
+            if not image.is_floating_point():  # uint8 pixels would pass as values up to 255
+                raise ValueError(
+                    f"{name} must be a floating point tensor of {expected_values}, got dtype {image.dtype}; pass PIL "
+                    "images, or scale uint8 pixels with x / 127.5 - 1 (x / 255 for coordinates)."
+                )
             non_finite = (~torch.isfinite(image)).sum().item()  # one host sync, at the call's boundary only
             if non_finite:
                 raise ValueError(
