@@ -12,16 +12,21 @@ Unconditional pipelines take `--num_images_per_class` images in a single row.
 
 import argparse
 import logging
+import math
+import os
+from pathlib import Path
 from typing import List, Optional
 
 import PIL.Image
 import torch
 
 from taming_hf import TamingPipeline
+from taming_hf.utils.loading import missing_local_path_message
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PIPELINE = "pretrained/taming-fashion-mnist"
+# The pipeline shipped with the repository, found from the script's location so any working directory works.
+DEFAULT_PIPELINE = str(Path(__file__).resolve().parents[1] / "pretrained" / "taming-fashion-mnist")
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
@@ -40,7 +45,33 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--padding", type=int, default=2, help="Pixels between images.")
     parser.add_argument("--device", type=str, default=None, help="Default: cuda when available, else cpu.")
     parser.add_argument("--output", type=str, default="samples.png")
-    return parser.parse_args(input_args)
+    args = parser.parse_args(input_args)
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject values that would only fail deep inside sampling or grid making (`parser.error` exits)."""
+    if args.num_images_per_class < 1:
+        parser.error(f"--num_images_per_class must be a positive integer, got {args.num_images_per_class}.")
+    if args.scale < 1:
+        parser.error(f"--scale must be an integer >= 1, got {args.scale}.")
+    if args.padding < 0:
+        parser.error(f"--padding must be an integer >= 0, got {args.padding}.")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error(f"--top_k must be a positive integer, got {args.top_k}.")
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:  # also rejects nan
+        parser.error(f"--top_p must be in (0, 1], got {args.top_p}.")
+    if not (math.isfinite(args.temperature) and args.temperature > 0.0):
+        parser.error(f"--temperature must be a finite number > 0, got {args.temperature}.")
+    if not math.isfinite(args.guidance_scale):
+        parser.error(f"--guidance_scale must be a finite number, got {args.guidance_scale}.")
+    message = missing_local_path_message(args.pipeline, "--pipeline")
+    if message is not None:
+        parser.error(message)
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        parser.error(f"--output {args.output}: the folder {folder} does not exist; create it first.")
 
 
 def resolve_class_labels(pipe: TamingPipeline, labels: Optional[List[str]]) -> List[int]:
@@ -97,7 +128,7 @@ def main(args: argparse.Namespace) -> None:
     pipe.set_progress_bar_config(disable=True)
     grid = sample_grid(pipe, args)
     grid.save(args.output)
-    logger.info(f"Wrote {args.output} ({grid.width}x{grid.height})")
+    logger.info(f"Wrote {os.path.abspath(args.output)} ({grid.width}x{grid.height})")
 
 
 if __name__ == "__main__":

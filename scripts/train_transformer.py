@@ -31,7 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from taming_hf import VQGANImageProcessor, VQGANModel
 from taming_hf.pipelines.taming.vocabulary import CONDITIONING_KINDS, TokenLayout
-from taming_hf.training.data import load_image_dataset
+from taming_hf.training.data import check_image_column, decode_image, load_image_dataset, prepare_for_decoding
 from taming_hf.training.prior_data import (
     TOKEN_ORDERS,
     PriorDataCollator,
@@ -40,6 +40,7 @@ from taming_hf.training.prior_data import (
     prefix_length,
 )
 from taming_hf.training.prior_trainer import PriorTrainer, SampleGridCallback, build_prior_config
+from taming_hf.utils.loading import check_safetensors_files, missing_local_path_message
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("Give exactly one of --dataset_name and --train_data_dir.")
     if not 0.0 < args.pkeep <= 1.0:
         parser.error(f"--pkeep must be in (0, 1], got {args.pkeep}.")
+    for flag in ("vqgan_model_name_or_path", "condition_vqgan_model_name_or_path"):
+        message = missing_local_path_message(getattr(args, flag), f"--{flag}")
+        if message is not None:
+            parser.error(message)
     return args
 
 
@@ -164,6 +169,16 @@ def load_splits(args):
     if args.max_eval_samples is not None:
         held_out = held_out.select(range(min(args.max_eval_samples, len(held_out))))
     return parts["train"], held_out
+
+
+def prepare_images(dataset: datasets.Dataset, args) -> datasets.Dataset:
+    """Leave image columns undecoded until `encode_dataset` decodes them with `decode_image`, which names a
+    corrupt or truncated file (as in train_vqgan.py); datasets' own decoding does not."""
+    check_image_column(dataset, args.image_column)
+    for column in (args.image_column, args.condition_image_column):
+        if column is not None and column in dataset.column_names:
+            dataset = prepare_for_decoding(dataset, column)
+    return dataset
 
 
 def find_label_column(dataset: datasets.Dataset, requested: str = None):
@@ -297,12 +312,16 @@ def training_arguments(args) -> TrainingArguments:
 
 
 def resume_checkpoint(args):
-    if args.resume_from_checkpoint != "latest":
-        return args.resume_from_checkpoint
-    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-    if last is None:
-        logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh.", args.output_dir)
-    return last
+    """The checkpoint folder to resume from (None: start fresh), its safetensors files checked: Trainer's
+    loading would report a corrupt or truncated one without naming it."""
+    checkpoint = args.resume_from_checkpoint
+    if checkpoint == "latest":
+        checkpoint = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        if checkpoint is None:
+            logger.warning("--resume_from_checkpoint latest: no checkpoint in %s, starting fresh.", args.output_dir)
+    if checkpoint is not None and os.path.isdir(checkpoint):
+        check_safetensors_files(checkpoint)
+    return checkpoint
 
 
 def save_pipeline(args, trainer, pipeline, metrics: dict) -> None:
@@ -342,6 +361,7 @@ def main(argv=None):
         )
 
     train_raw, eval_raw = load_splits(args)
+    train_raw, eval_raw = prepare_images(train_raw, args), prepare_images(eval_raw, args)
     label_column = find_label_column(train_raw, args.label_column)
     conditioning = resolve_conditioning(args, label_column)
     if conditioning == "spatial" and (condition_vqgan is None or args.condition_image_column is None):
@@ -390,10 +410,10 @@ def main(argv=None):
 
     conditions = None  # the first validation (condition) images, preprocessed as in training
     if conditioning == "spatial":
-        images = eval_raw[: args.num_validation_images][args.condition_image_column]
+        images = [decode_image(image) for image in eval_raw[: args.num_validation_images][args.condition_image_column]]
         conditions = condition_processor(images, return_tensors="pt")["pixel_values"]
     elif conditioning == "completion":
-        images = eval_raw[: args.num_validation_images][args.image_column]
+        images = [decode_image(image) for image in eval_raw[: args.num_validation_images][args.image_column]]
         conditions = processor(images, return_tensors="pt")["pixel_values"]
 
     def pipeline_for(model):

@@ -175,6 +175,44 @@ def test_not_a_taming_checkpoint_lists_expected_keys(tmp_path, capsys):
     assert "not a PyTorch zip checkpoint" in capsys.readouterr().err
 
 
+def test_missing_checkpoint_says_it_does_not_exist(tmp_path, capsys):
+    missing = tmp_path / "missing.ckpt"
+    assert convert_main(["--checkpoint", str(missing), "--output_dir", str(tmp_path / "o")]) == 1
+    error = capsys.readouterr().err
+    assert f"Checkpoint {missing} does not exist; expected a PyTorch checkpoint (.ckpt / .pt)" in error
+    assert convert_main(["--checkpoint", str(tmp_path), "--output_dir", str(tmp_path / "o")]) == 1
+    assert f"Checkpoint {tmp_path} is a folder; expected a PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_missing_or_invalid_config_is_named(tmp_path, capsys):
+    _, ckpt, _ = save_vqgan_checkpoint(tmp_path, with_training_state=False)
+    missing = tmp_path / "missing.yaml"
+    argv = ["--checkpoint", str(ckpt), "--output_dir", str(tmp_path / "o"), "--config"]
+    assert convert_main(argv + [str(missing)]) == 1
+    assert f"Config {missing} does not exist; expected the original taming YAML config" in capsys.readouterr().err
+    (tmp_path / "broken.yaml").write_text("model: [\n")
+    assert convert_main(argv + [str(tmp_path / "broken.yaml")]) == 1
+    assert f"{tmp_path / 'broken.yaml'} is not valid YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("use_yaml", [False, True], ids=["inferred", "yaml"])
+def test_wrong_rank_vqgan_tensor_names_key_and_shapes(tmp_path, capsys, use_yaml):
+    model, target, params = original_vqgan()
+    state = dict(model.state_dict())
+    state["encoder.conv_in.weight"] = state["encoder.conv_in.weight"].flatten()  # (32, 3, 3, 3) -> (864,)
+    torch.save(lightning_checkpoint(state), tmp_path / "flat.ckpt")
+    argv = ["--checkpoint", str(tmp_path / "flat.ckpt"), "--output_dir", str(tmp_path / "o")]
+    argv += ["--config", str(save_yaml(tmp_path / "v.yaml", target, params))] if use_yaml else []
+    assert convert_main(argv) == 1
+    expected = (
+        "encoder.conv_in.weight: checkpoint (864,) vs model (32, 3, 3, 3)"
+        if use_yaml
+        else "encoder.conv_in.weight has shape (864,); expected 4 dimensions (out_channels, in_channels, "
+        "kernel_height, kernel_width) of a convolution weight."
+    )
+    assert expected in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- pickle safety
 
 
@@ -415,6 +453,35 @@ def test_transformer_without_config_fails_clearly(tmp_path, capsys):
     torch.save({"state_dict": original.state_dict()}, tmp_path / "t.ckpt")
     assert convert_main(["--checkpoint", str(tmp_path / "t.ckpt"), "--output_dir", str(tmp_path / "o")]) == 1
     assert "--config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [
+        ("transformer.tok_emb.weight", "transformer.tok_emb.weight has shape (512,); expected 2 dimensions"),
+        (
+            "transformer.pos_emb",
+            "transformer.pos_emb has shape (2048,); expected 3 dimensions (1, block_size, n_embd)",
+        ),
+        (
+            "transformer.blocks.1.attn.query.weight",
+            "transformer.blocks.1.attn.query.weight has shape (1024,), expected (32, 32)",
+        ),
+        (
+            "first_stage_model.quant_conv.weight",
+            "first_stage_model.quant_conv.weight: checkpoint (64,) vs model (8, 8, 1, 1)",
+        ),
+    ],
+)
+def test_wrong_rank_transformer_tensor_names_key_and_shapes(tmp_path, capsys, key, expected):
+    original, params = original_net2net("unconditional")
+    state = dict(original.state_dict())
+    state[key] = state[key].flatten()
+    torch.save(lightning_checkpoint(state), tmp_path / "flat.ckpt")
+    config = save_yaml(tmp_path / "t.yaml", "taming.models.cond_transformer.Net2NetTransformer", params)
+    argv = ["--checkpoint", str(tmp_path / "flat.ckpt"), "--config", str(config), "--output_dir", str(tmp_path / "o")]
+    assert convert_main(argv) == 1
+    assert expected in capsys.readouterr().err
 
 
 def test_segmentation_vqgan_converts_and_drops_colorize(tmp_path, capsys):

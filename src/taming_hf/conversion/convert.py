@@ -8,7 +8,7 @@ import yaml
 from safetensors.torch import save_file
 
 from ..models.vqgan import VQGANImageProcessor
-from .errors import ConversionError
+from .errors import ConversionError, require_file
 from .safe_pickle import LazyTensor, load_checkpoint_safely, materialize_state_dict
 from .transformer import TRANSFORMER_TARGET, convert_transformer
 from .vqgan import (
@@ -59,8 +59,12 @@ def read_yaml_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     """The `model` block of an original YAML config (plain YAML; parsed without executing anything)."""
     if path is None:
         return None
-    with open(path) as handle:
-        document = yaml.safe_load(handle)
+    require_file(path, "Config", "the original taming YAML config of the checkpoint (a 'model' block with a 'target')")
+    try:
+        with open(path) as handle:
+            document = yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise ConversionError(f"{path} is not valid YAML ({error}); expected the original taming config.") from error
     if not isinstance(document, dict) or "model" not in document or "target" not in document["model"]:
         raise ConversionError(f"{path} is not an original taming config: expected a 'model' block with a 'target'.")
     return document["model"]
@@ -68,8 +72,14 @@ def read_yaml_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 
 def read_id2label(path: str) -> Dict[int, str]:
     """Class names for a class-conditional prior, from a JSON object `{"0": "tench", ...}`."""
-    with open(path) as handle:
-        mapping = json.load(handle)
+    require_file(path, "id2label file", 'a JSON object mapping class ids to names, e.g. {"0": "tench"}')
+    try:
+        with open(path) as handle:
+            mapping = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ConversionError(
+            f"{path} is not valid JSON ({error}); expected an object mapping ids to names."
+        ) from error
     if not isinstance(mapping, dict):
         raise ConversionError(f"{path} must hold a JSON object mapping class ids to names.")
     return {int(key): str(value) for key, value in mapping.items()}

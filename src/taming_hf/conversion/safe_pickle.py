@@ -24,6 +24,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from .errors import require_file
+
 # Storage classes as they appear in the pickle (`torch.FloatStorage`, ...) -> element dtype.
 # A static table, so that the storage classes themselves are never touched.
 _STORAGE_DTYPES = {
@@ -189,6 +191,7 @@ class _TorchZipArchive:
     """The zip container `torch.save` writes: `<root>/data.pkl` plus one record per storage."""
 
     def __init__(self, path: str):
+        require_file(path, "Checkpoint", "a PyTorch checkpoint (.ckpt / .pt) written by torch.save")
         if not zipfile.is_zipfile(path):
             raise UnsafeCheckpointError(
                 f"{path} is not a PyTorch zip checkpoint (torch >= 1.6 format). Legacy (pre-1.6) files are "

@@ -30,6 +30,7 @@ from .vqgan import (
     KeyAccounting,
     account_vqgan_keys,
     build_vqgan,
+    checked_shape,
     strip_prefix,
     vqgan_config_from_state_dict,
     vqgan_config_from_yaml,
@@ -126,6 +127,40 @@ def gpt2_state_dict(mingpt: Mapping[str, torch.Tensor], source_rows: List[int]) 
     return {key: value.contiguous() for key, value in converted.items()}
 
 
+def check_mingpt_shapes(mingpt: Mapping[str, Any]) -> None:
+    """
+    Every minGPT weight (prefix `transformer.` stripped) has the shape its module implies, given the sizes read
+    off `tok_emb.weight` (vocab_size, n_embd), `pos_emb` (1, block_size, n_embd) and `blocks.0.mlp.0.weight`
+    (n_inner, n_embd); a checkpoint with a tensor of the wrong rank or width fails here, naming the key.
+    """
+    vocab, hidden = checked_shape(mingpt, "tok_emb.weight", "(vocab_size, n_embd)", "transformer.")
+    block = checked_shape(mingpt, "pos_emb", "(1, block_size, n_embd)", "transformer.")[1]
+    inner = checked_shape(mingpt, "blocks.0.mlp.0.weight", "(n_inner, n_embd)", "transformer.")[0]
+    expected = {
+        "tok_emb.weight": (vocab, hidden),
+        "pos_emb": (1, block, hidden),
+        "ln_f.weight": (hidden,),
+        "ln_f.bias": (hidden,),
+        "head.weight": (vocab, hidden),
+    }
+    for i in range(_num_layers(mingpt)):
+        block_prefix = f"blocks.{i}."
+        for norm in ("ln1", "ln2"):
+            expected[f"{block_prefix}{norm}.weight"] = expected[f"{block_prefix}{norm}.bias"] = (hidden,)
+        for linear in ("query", "key", "value", "proj"):
+            expected[f"{block_prefix}attn.{linear}.weight"] = (hidden, hidden)
+            expected[f"{block_prefix}attn.{linear}.bias"] = (hidden,)
+        expected[f"{block_prefix}mlp.0.weight"], expected[f"{block_prefix}mlp.0.bias"] = (inner, hidden), (inner,)
+        expected[f"{block_prefix}mlp.2.weight"], expected[f"{block_prefix}mlp.2.bias"] = (hidden, inner), (hidden,)
+    for key, shape in expected.items():
+        actual = tuple(mingpt[key].shape)
+        if actual != shape:
+            raise ConversionError(
+                f"transformer.{key} has shape {actual}, expected {shape} (vocab_size={vocab}, block_size={block}, "
+                f"n_embd={hidden}, n_inner={inner}, read off tok_emb, pos_emb and blocks.0.mlp.0)."
+            )
+
+
 def check_causal_masks(mingpt: Mapping[str, Any]) -> None:
     """GPT-2 is strictly causal; minGPT's `n_unmasked > 0` (bidirectional prefix) cannot be expressed."""
     for key, value in mingpt.items():
@@ -220,8 +255,8 @@ def _stage_vqgan(
     if stage_config is not None:
         config = vqgan_config_from_yaml(stage_config["params"], stage_config["target"], resolution)
     else:
-        config = vqgan_config_from_state_dict(used, resolution or 256)
-    return build_vqgan(materialize_state_dict(used), config)
+        config = vqgan_config_from_state_dict(used, resolution or 256, prefix)
+    return build_vqgan(materialize_state_dict(used), config, prefix)
 
 
 def read_token_order(state_dict: Mapping[str, Any], num_tokens: int, accounting: KeyAccounting):
@@ -319,6 +354,7 @@ def convert_net2net(
 
     gpt_params = params["transformer_config"]["params"]
     mingpt = account_mingpt_keys(state_dict, accounting)
+    check_mingpt_shapes(mingpt)
     check_causal_masks(mingpt)
     plan = plan_vocabulary(
         kind,

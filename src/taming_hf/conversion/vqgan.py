@@ -113,29 +113,53 @@ def _indices_under(state_dict: Mapping[str, Any], pattern: str) -> List[int]:
     return sorted({int(m.group(1)) for key in state_dict if (m := regex.match(key))})
 
 
-def vqgan_config_from_state_dict(state_dict: Mapping[str, Any], resolution: int = 256) -> VQGANConfig:
+CONV_LAYOUT = "(out_channels, in_channels, kernel_height, kernel_width) of a convolution weight"
+
+
+def checked_shape(state_dict: Mapping[str, Any], key: str, layout: str, prefix: str = "") -> Tuple[int, ...]:
+    """
+    The shape of `state_dict[key]`, checked to have as many dimensions as `layout` (e.g. `"(vocab_size,
+    n_embd)"`) names, so that reading sizes off it cannot fail on a tensor of the wrong rank.
+    `prefix` is prepended to `key` in messages (the key's name in the original checkpoint).
+    """
+    if key not in state_dict:
+        raise ConversionError(f"The checkpoint has no {prefix}{key}; expected a tensor of shape {layout}.")
+    shape = tuple(state_dict[key].shape)
+    rank = layout.split(")")[0].count(",") + 1
+    if len(shape) != rank:
+        raise ConversionError(f"{prefix}{key} has shape {shape}; expected {rank} dimensions {layout}.")
+    return shape
+
+
+def vqgan_config_from_state_dict(
+    state_dict: Mapping[str, Any], resolution: int = 256, prefix: str = ""
+) -> VQGANConfig:
     """Infer the architecture from tensor shapes. Only `resolution` (and dropout) cannot be read off.
 
     The levels that carry attention are found from the keys; they are stored as
-    `resolution / 2**level`, which places attention identically whatever `resolution` is.
+    `resolution / 2**level`, which places attention identically whatever `resolution` is. `prefix` is
+    the keys' prefix in the original checkpoint (`first_stage_model.`), for error messages.
     """
-    base_channels, in_channels = state_dict["encoder.conv_in.weight"].shape[:2]
-    latent_channels = state_dict["post_quant_conv.weight"].shape[0]
-    if state_dict["encoder.conv_out.weight"].shape[0] != latent_channels:
+    base_channels, in_channels = checked_shape(state_dict, "encoder.conv_in.weight", CONV_LAYOUT, prefix)[:2]
+    latent_channels = checked_shape(state_dict, "post_quant_conv.weight", CONV_LAYOUT, prefix)[0]
+    if checked_shape(state_dict, "encoder.conv_out.weight", CONV_LAYOUT, prefix)[0] != latent_channels:
         raise ConversionError(
             "The encoder outputs twice the latent channels (double_z=True): this is a KL autoencoder, not a VQGAN."
         )
     levels = _indices_under(state_dict, r"encoder\.down\.(\d+)\.")
-    multipliers = [state_dict[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // base_channels for i in levels]
+    multipliers = [
+        checked_shape(state_dict, f"encoder.down.{i}.block.0.conv1.weight", CONV_LAYOUT, prefix)[0] // base_channels
+        for i in levels
+    ]
     gumbel = "quantize.proj.weight" in state_dict
-    codebook = state_dict["quantize.embed.weight" if gumbel else "quantize.embedding.weight"]
+    codebook_key = "quantize.embed.weight" if gumbel else "quantize.embedding.weight"
     return VQGANConfig(
-        embed_dim=state_dict["quant_conv.weight"].shape[0],
-        num_embeddings=codebook.shape[0],
+        embed_dim=checked_shape(state_dict, "quant_conv.weight", CONV_LAYOUT, prefix)[0],
+        num_embeddings=checked_shape(state_dict, codebook_key, "(num_embeddings, embed_dim) of a codebook", prefix)[0],
         latent_channels=latent_channels,
         resolution=resolution,
         in_channels=in_channels,
-        out_channels=state_dict["decoder.conv_out.weight"].shape[0],
+        out_channels=checked_shape(state_dict, "decoder.conv_out.weight", CONV_LAYOUT, prefix)[0],
         base_channels=base_channels,
         channel_multiplier=multipliers,
         num_res_blocks=len(_indices_under(state_dict, r"encoder\.down\.0\.block\.(\d+)\.")),
@@ -177,15 +201,20 @@ def vqgan_config_from_yaml(params: Mapping[str, Any], target: str, resolution: O
     )
 
 
-def build_vqgan(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig) -> VQGANModel:
-    """A `VQGANModel` holding exactly the model weights of `state_dict`; any mismatch is an error."""
+def build_vqgan(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig, prefix: str = "") -> VQGANModel:
+    """A `VQGANModel` holding exactly the model weights of `state_dict`; any mismatch is an error naming the
+    keys (with `prefix`, their prefix in the original checkpoint)."""
     model = VQGANModel(config)
     weights = {key: value for key, value in state_dict.items() if key.startswith(MODEL_PREFIXES)}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    # Compared before loading: `load_state_dict` raises a RuntimeError on the first size mismatch, even with
+    # strict=False, and would not list the missing and unexpected keys with it.
+    expected = model.state_dict()
+    missing = [prefix + key for key in expected if key not in weights]
+    unexpected = [prefix + key for key in weights if key not in expected]
     shape_errors = [
-        f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(model.state_dict()[key].shape)}"
+        f"{prefix}{key}: checkpoint {tuple(value.shape)} vs model {tuple(expected[key].shape)}"
         for key, value in weights.items()
-        if key in model.state_dict() and model.state_dict()[key].shape != value.shape
+        if key in expected and expected[key].shape != value.shape
     ]
     if missing or unexpected or shape_errors:
         raise ConversionError(
@@ -193,6 +222,7 @@ def build_vqgan(state_dict: Mapping[str, torch.Tensor], config: VQGANConfig) -> 
             f"(missing {missing}, unexpected {unexpected}, shape mismatches {shape_errors}). "
             "If you passed --config, check it belongs to this checkpoint."
         )
+    model.load_state_dict(weights)
     return model.eval()
 
 
@@ -205,6 +235,11 @@ def discriminator_config(state_dict: Mapping[str, Any], loss_params: Optional[Ma
     middle ones and the final 1-channel one.
     """
     convs = sorted((int(key.split(".")[1]), value.shape) for key, value in state_dict.items() if len(value.shape) == 4)
+    if len(convs) < 2:
+        raise ConversionError(
+            f"The discriminator weights hold {len(convs)} convolution weights (4-d tensors), expected at least 2 "
+            f"(main.0.weight ... the final 1-channel one); shapes: {[(k, tuple(v.shape)) for k, v in state_dict.items()]}."
+        )
     config = {
         "model_type": "patchgan_discriminator",
         "in_channels": int(convs[0][1][1]),

@@ -19,6 +19,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from ..utils.loading import name_unreadable_safetensors
+
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "checkpoint_complete.json"
 TEMP_PREFIX = ".tmp-checkpoint-"
@@ -109,8 +111,12 @@ def save_checkpoint(
 
 
 def load_checkpoint(accelerator, path: str, extra_state: Optional[Dict[str, object]] = None) -> int:
-    """Restore what `save_checkpoint` wrote (on every process); returns the checkpoint's step."""
-    accelerator.load_state(path)
+    """
+    Restore what `save_checkpoint` wrote (on every process); returns the checkpoint's step. A corrupt or
+    truncated `model*.safetensors` raises an `OSError` naming the file (safetensors' own error names none).
+    """
+    with name_unreadable_safetensors(path):
+        accelerator.load_state(path)
     for name, obj in (extra_state or {}).items():
         obj.load_state_dict(torch.load(os.path.join(path, f"{name}.pt"), map_location="cpu", weights_only=True))
     return checkpoint_step(path)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..pipelines.taming.vocabulary import TokenLayout
+from .data import decode_image
 
 TOKEN_ORDERS = ("raster", "random", "zcurve")
 IGNORE_INDEX = -100
@@ -103,7 +104,8 @@ def _encode_batch(
 
 @torch.no_grad()
 def _encode_images(images: list, vqgan, image_processor) -> np.ndarray:
-    """List of PIL images -> (B, h, w) int32 codebook indices."""
+    """List of PIL images (or `datasets` image records with decoding off) -> (B, h, w) int32 codebook indices."""
+    images = [decode_image(image) for image in images]  # names the file a corrupt image came from
     pixel_values = image_processor(images, return_tensors="pt")["pixel_values"]
     pixel_values = pixel_values.to(device=vqgan.device, dtype=vqgan.dtype)
     return vqgan.encode(pixel_values).indices.cpu().numpy().astype(np.int32)

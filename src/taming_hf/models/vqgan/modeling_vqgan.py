@@ -16,6 +16,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from ...utils.loading import check_config_file, check_local_path, name_unreadable_safetensors
 from .configuration_vqgan import VQGANConfig
 from .quantizers import GumbelQuantizer, VectorQuantizer
 
@@ -322,6 +323,22 @@ class VQGANModel(VQGANPreTrainedModel):
                 config.num_embeddings, config.embed_dim, beta=config.beta, legacy_beta=config.legacy_beta
             )
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """
+        [`~transformers.PreTrainedModel.from_pretrained`], with clear errors for a local folder that does not
+        exist, one without `config.json`, and a corrupt or truncated `model.safetensors` (all `OSError`s
+        naming the path).
+        """
+        subfolder = kwargs.get("subfolder", "")
+        check_local_path(pretrained_model_name_or_path)
+        if kwargs.get("config") is None:
+            check_config_file(pretrained_model_name_or_path, subfolder, cls.__name__)
+        with name_unreadable_safetensors(
+            pretrained_model_name_or_path, subfolder, kwargs.get("cache_dir"), kwargs.get("revision")
+        ):
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def get_codebook(self) -> torch.Tensor:
         """The codebook, shape (num_embeddings, embed_dim)."""

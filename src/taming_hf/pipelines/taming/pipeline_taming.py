@@ -15,6 +15,7 @@ from transformers import GenerationConfig, GPT2LMHeadModel
 from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
+from ...utils.loading import check_local_path, check_pipeline_components, name_unreadable_safetensors
 from .model_card import create_model_card
 from .sampling import (
     GeneratorType,
@@ -139,6 +140,20 @@ class TamingPipeline(DiffusionPipeline):
         )
         self._check_components()
         self.image_processor = VQGANImageProcessor()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """
+        [`~diffusers.DiffusionPipeline.from_pretrained`], with clear errors (`OSError`s naming the path) for a
+        local folder that does not exist, a component folder without `config.json`, and a corrupt or truncated
+        `*.safetensors` file of a component.
+        """
+        check_local_path(pretrained_model_name_or_path)
+        check_pipeline_components(pretrained_model_name_or_path)
+        with name_unreadable_safetensors(
+            pretrained_model_name_or_path, cache_dir=kwargs.get("cache_dir"), revision=kwargs.get("revision")
+        ):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ----------------------------------------------------------------------------------------- setup
 
