@@ -56,12 +56,12 @@ def parser_error(capsys, parse, argv) -> str:
         ("--num_images_per_class", "-3", "--num_images_per_class must be a positive integer, got -3."),
         ("--scale", "0", "--scale must be an integer >= 1, got 0."),
         ("--padding", "-1", "--padding must be an integer >= 0, got -1."),
-        ("--top_k", "0", "--top_k must be a positive integer, got 0."),
+        ("--top_k", "-1", "--top_k must be a non-negative integer (0 or None disables it), got -1."),
         ("--top_p", "0", "--top_p must be in (0, 1], got 0.0."),
         ("--top_p", "nan", "--top_p must be in (0, 1], got nan."),
-        ("--temperature", "0", "--temperature must be a finite number > 0, got 0.0."),
-        ("--temperature", "inf", "--temperature must be a finite number > 0, got inf."),
-        ("--guidance_scale", "nan", "--guidance_scale must be a finite number, got nan."),
+        ("--temperature", "0", "--temperature must be a positive finite number, got 0.0."),
+        ("--temperature", "inf", "--temperature must be a positive finite number, got inf."),
+        ("--guidance_scale", "nan", "--guidance_scale must be a finite number >= 0 (1 disables guidance), got nan."),
     ],
 )
 def test_sample_script_rejects_bad_numeric_flags(sample, capsys, flag, value, expected):
