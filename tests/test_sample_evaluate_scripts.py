@@ -80,6 +80,8 @@ def test_sample_script_writes_class_rows(artifacts, tmp_path):
             "5",
             "--guidance_scale",
             "1.5",
+            "--scale",
+            "1",
             "--output",
             str(output),
         ]
