@@ -29,6 +29,7 @@ from .sampling import (
     to_raster_order,
     window_start,
 )
+from .sampling_settings import SamplingSettings
 from .vocabulary import TokenLayout, class_name_key
 
 ImageInput = Union[torch.Tensor, PIL.Image.Image, List[PIL.Image.Image]]
@@ -43,6 +44,13 @@ _TAMING_LOADABLE = {
 }
 pipeline_loading_utils.LOADABLE_CLASSES.setdefault("taming_hf", {}).update(_TAMING_LOADABLE)
 pipeline_loading_utils.ALL_IMPORTABLE_CLASSES.update(_TAMING_LOADABLE)
+
+
+def _num_images(image: ImageInput) -> int:
+    """How many images a PIL image, a list of them or a (B, C, H, W) tensor holds."""
+    if isinstance(image, PIL.Image.Image):
+        return 1
+    return len(image) if isinstance(image, (list, tuple)) else image.shape[0]
 
 
 def encode_coordinates(coordinates: torch.Tensor, num_levels: int, downsample_factor: int) -> torch.LongTensor:
@@ -566,6 +574,12 @@ class TamingPipeline(DiffusionPipeline):
         config = GenerationConfig(
             max_new_tokens=num_new,
             do_sample=False,
+            # generate() fills unset fields from the model's generation_config, whose sampling defaults the
+            # processors above already apply: neutral values keep it from adding its own warpers or guidance.
+            top_k=0,
+            top_p=1.0,
+            temperature=1.0,
+            guidance_scale=1.0,
             num_beams=1,
             use_cache=True,
             eos_token_id=stop_token,
@@ -632,6 +646,179 @@ class TamingPipeline(DiffusionPipeline):
                 progress_bar.update(1)
         return grid
 
+    # ------------------------------------------------------------------------------ sampling defaults
+
+    def sampling_settings(
+        self,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        temperature: Optional[float] = None,
+        guidance_scale: Optional[float] = None,
+    ) -> SamplingSettings:
+        """
+        The settings a call samples with: each argument that is not `None`, else the transformer's
+        `generation_config` field (the model's recommended default), else no top-k, no top-p, temperature 1
+        and guidance 1 (off). Guidance from the `generation_config` applies only when the pipeline has a null
+        class.
+        """
+        settings = SamplingSettings.resolve(
+            self.transformer.generation_config,
+            has_null_class=self.config.conditioning == "class" and self.config.null_class_token_id is not None,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            guidance_scale=guidance_scale,
+        )
+        try:  # a hand-edited generation_config.json could hold any value
+            check_sampling_arguments(settings.top_k, settings.top_p, settings.temperature, settings.guidance_scale)
+        except ValueError as error:
+            raise ValueError(f"The transformer's generation_config holds a bad sampling default: {error}") from None
+        return settings
+
+    def set_default_sampling(
+        self,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        temperature: Optional[float] = None,
+        guidance_scale: Optional[float] = None,
+    ) -> None:
+        """
+        Make these the model's recommended sampling settings: they are written to the transformer's
+        `generation_config` (with `do_sample=True`), used by calls that leave the argument at `None`, and saved
+        with `save_pretrained` as `transformer/generation_config.json`. `None` means "no top-k", "no top-p",
+        temperature 1 and guidance 1 (off).
+        """
+        check_sampling_arguments(top_k, top_p, temperature, guidance_scale)
+        if guidance_scale not in (None, 1.0) and (
+            self.config.conditioning != "class" or self.config.null_class_token_id is None
+        ):
+            raise ValueError(
+                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
+                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
+            )
+        settings = SamplingSettings(
+            top_k=top_k,
+            top_p=top_p,
+            temperature=1.0 if temperature is None else temperature,
+            guidance_scale=1.0 if guidance_scale is None else guidance_scale,
+        )
+        settings.write_to(self.transformer.generation_config)
+
+    # ------------------------------------------------------------------------------------ call steps
+
+    def prepare_condition(
+        self,
+        class_labels: Optional[Union[int, List[int], torch.Tensor]],
+        condition_image: Optional[ImageInput],
+        batch_size: int,
+        num_images_per_prompt: int,
+    ) -> Tuple[Optional[torch.LongTensor], Optional[torch.LongTensor]]:
+        """
+        The condition of each batch row, `num_images_per_prompt` rows per class label or condition image.
+
+        Returns:
+            `(start_tokens, condition_grid)`: for unconditional, completion and class models, the `(rows, 1)`
+            start or class token and `None`; for spatial and coordinate models, `None` and the `(rows, h, w)`
+            grid of condition tokens (already offset into the vocabulary), aligned with the image grid.
+        """
+        layout = self.layout
+        if layout.conditioning == "spatial":
+            condition_codes = self._encode(self.condition_vqgan, condition_image).cpu()
+        elif layout.conditioning == "coordinates":
+            condition_codes = self._encode_coordinates(condition_image).cpu()
+        else:
+            if layout.conditioning == "class":
+                start_tokens = self._class_tokens(class_labels)[:, None]
+            else:
+                start_tokens = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
+            return start_tokens.repeat_interleave(num_images_per_prompt, dim=0), None
+        condition_grid = condition_codes + layout.condition_offset
+        return None, condition_grid.repeat_interleave(num_images_per_prompt, dim=0)
+
+    def prepare_completion(
+        self, image: Optional[ImageInput], rows: int, num_images_per_prompt: int
+    ) -> Optional[torch.LongTensor]:
+        """
+        The `(rows, h, w)` raster code grid of the images to complete (one image may serve every row), or
+        `None` without `image`.
+        """
+        if image is None:
+            return None
+        kept_grid = self._encode(self.vqgan, image).cpu().repeat_interleave(num_images_per_prompt, dim=0)
+        if kept_grid.shape[0] == 1 and rows > 1:
+            kept_grid = kept_grid.expand(rows, -1, -1)
+        return kept_grid
+
+    def sample_indices(
+        self,
+        start_tokens: Optional[torch.LongTensor],
+        condition_grid: Optional[torch.LongTensor],
+        kept_grid: Optional[torch.LongTensor],
+        num_rows_to_keep: int,
+        grid_size: Tuple[int, int],
+        settings: SamplingSettings,
+        generator: GeneratorType,
+    ) -> torch.LongTensor:
+        """
+        Sample the `(rows, h, w)` code grid (`h, w = grid_size`) after the condition, keeping the first
+        `num_rows_to_keep` rows of `kept_grid`: in one pass with the KV cache when the grid fits the prior's
+        window, else with a sliding window.
+        """
+        device = self._execution_device
+        layout = self.layout
+        grid_h, grid_w = grid_size
+        rows = (start_tokens if condition_grid is None else condition_grid).shape[0]
+        num_tokens, num_kept = grid_h * grid_w, num_rows_to_keep * grid_w
+        # the null-class prefix of the unconditional branch of classifier-free guidance
+        null_prefix = None
+        if settings.guidance_scale != 1.0:
+            null_prefix = torch.full((rows, 1), layout.null_class_token_id, dtype=torch.long, device=device)
+        processors = build_logits_processors(
+            layout.num_image_codes,
+            self.transformer.config.vocab_size,
+            top_k=settings.top_k,
+            top_p=settings.top_p,
+            temperature=settings.temperature,
+            generator=generator,
+            device=device,
+        )
+        if grid_h <= self.latent_window and grid_w <= self.latent_window:
+            order = check_token_order(self.config.token_order, num_tokens)
+            prompt_ids = start_tokens if condition_grid is None else condition_grid.reshape(rows, -1)
+            kept_tokens = torch.zeros(rows, 0, dtype=torch.long)
+            if kept_grid is not None:
+                kept_tokens = to_generation_order(kept_grid.reshape(rows, -1), order)[:, :num_kept]
+            generated = self._generate(
+                prompt_ids.to(device),
+                kept_tokens.to(device),
+                num_tokens,
+                null_prefix,
+                settings.guidance_scale,
+                processors,
+            )
+            return to_raster_order(generated, order).reshape(rows, grid_h, grid_w)
+        grid = torch.zeros(rows, grid_h, grid_w, dtype=torch.long, device=device)
+        if kept_grid is not None:
+            grid[:, :num_rows_to_keep] = kept_grid[:, :num_rows_to_keep].to(device)
+        return self._sliding_window(
+            grid,
+            num_kept,
+            None if start_tokens is None else start_tokens.to(device),
+            None if condition_grid is None else condition_grid.to(device),
+            null_prefix,
+            settings.guidance_scale,
+            processors,
+        )
+
+    def decode_latents(
+        self, indices: torch.LongTensor, output_type: str = "pil"
+    ) -> Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]:
+        """Decode `(B, h, w)` code indices to images of `output_type` (`"latent"` returns the indices)."""
+        if output_type == "latent":
+            return indices
+        pixels = self.vqgan.decode_indices(indices.to(self._execution_device))
+        return self.image_processor.postprocess(pixels, output_type=output_type)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -645,8 +832,8 @@ class TamingPipeline(DiffusionPipeline):
         width: Optional[int] = None,
         top_k: Optional[int] = None,
         top_p: Optional[float] = None,
-        temperature: Optional[float] = 1.0,
-        guidance_scale: Optional[float] = 1.0,
+        temperature: Optional[float] = None,
+        guidance_scale: Optional[float] = None,
         generator: GeneratorType = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -654,12 +841,30 @@ class TamingPipeline(DiffusionPipeline):
         r"""
         Sample images.
 
+        `None` sampling arguments (`top_k`, `top_p`, `temperature`, `guidance_scale`) mean the model's default:
+        the transformer's `generation_config` field when set (see [`~TamingPipeline.set_default_sampling`]),
+        else no top-k, no top-p, temperature 1 and no guidance.
+
+        Examples:
+
+        ```py
+        >>> import torch
+        >>> from taming_hf import TamingPipeline
+
+        >>> pipe = TamingPipeline.from_pretrained("pretrained/taming-fashion-mnist")
+        >>> class_ids = pipe.get_label_ids(["Sneaker", "Bag"])
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> # the model's recommended settings (top_k 32, guidance 2.0), from its generation_config
+        >>> images = pipe(class_labels=class_ids, num_images_per_prompt=2, generator=generator).images
+        >>> images[0].save("sneaker.png")
+        ```
+
         Args:
             class_labels (`int`, `List[int]` or an integer `torch.Tensor`, *optional*):
                 Class ids for class-conditional models (see `get_label_ids` for names); one image each.
             batch_size (`int`, defaults to 1):
-                Number of images for unconditional models. Otherwise the class labels, condition images or
-                images to complete set the batch, and a `batch_size` other than 1 or their number raises.
+                Number of images for unconditional models; otherwise the class labels, condition images or images
+                to complete set the batch, and a `batch_size` other than 1 or their number raises.
             num_images_per_prompt (`int`, defaults to 1):
                 Images per class label, condition image or completion image.
             condition_image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
@@ -670,26 +875,32 @@ class TamingPipeline(DiffusionPipeline):
             image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
                 Image to complete: its first `num_rows_to_keep` rows of tokens are kept, the rest is sampled.
             num_rows_to_keep (`int`, *optional*):
-                Latent rows of `image` to keep; defaults to half of them. Only with `image`.
+                Latent rows of `image` to keep; `None` keeps half of them. Only with `image`.
             height, width (`int`, *optional*):
-                Output size in pixels (multiples of the VQGAN's downsampling factor); defaults to the VQGAN's
-                training resolution. Grids larger than the prior's window are sampled with a sliding window.
-            top_k (`int`, *optional*), top_p (`float`, *optional*), temperature (`float`, defaults to 1.0):
-                Sampling filters, applied to image codes only: `top_k >= 0` (0 disables it), `top_p` in
-                (0, 1], a positive finite `temperature`. `None` means the model's default.
-            guidance_scale (`float`, defaults to 1.0):
-                Classifier-free guidance for class-conditional models trained with a null class; 1 disables it,
-                0 samples the null class. Must be finite and >= 0; `None` means the model's default.
+                Output size in pixels (multiples of the VQGAN's downsampling factor); `None` means the condition
+                image's or image's size, else the VQGAN's training resolution. Larger grids than the prior's
+                window are sampled with a sliding window.
+            top_k (`int`, *optional*):
+                Keep the k most likely image codes (`>= 0`, 0 disables it); `None` means the model's default.
+            top_p (`float`, *optional*):
+                Nucleus sampling threshold in (0, 1]; `None` means the model's default.
+            temperature (`float`, *optional*):
+                A positive finite divisor of the logits; `None` means the model's default (1 if unset).
+            guidance_scale (`float`, *optional*):
+                Classifier-free guidance for class-conditional models with a null class (finite, >= 0; 1 disables
+                it, 0 samples the null class); `None` means the model's default (1 if unset).
             generator (`torch.Generator` or a list, one per image, *optional*):
-                Makes sampling deterministic.
+                Makes sampling deterministic; `None` samples from the global RNG.
             output_type (`str`, defaults to `"pil"`):
                 `"pil"`, `"np"`, `"pt"` or `"latent"` (the `(B, h, w)` index grids).
             return_dict (`bool`, defaults to `True`):
                 Return a [`TamingPipelineOutput`] instead of a tuple `(images, indices)`.
 
         Returns:
-            [`TamingPipelineOutput`] with `images` and `indices` of shape `(B, h, w)`.
+            [`TamingPipelineOutput`] or `tuple`: `images` (see `output_type`) and the sampled `indices` of shape
+            `(B, h, w)`; a tuple `(images, indices)` when `return_dict=False`.
         """
+        # 1. Check inputs and resolve the sampling settings (call arguments > the model's defaults).
         self.check_inputs(
             class_labels=class_labels,
             batch_size=batch_size,
@@ -706,97 +917,34 @@ class TamingPipeline(DiffusionPipeline):
             generator=generator,
             output_type=output_type,
         )
-        layout = self.layout
-        device = self._execution_device
-        # `None` means the model's default; for now that is no temperature scaling and no guidance.
-        temperature = 1.0 if temperature is None else temperature
-        guidance_scale = 1.0 if guidance_scale is None else guidance_scale
+        settings = self.sampling_settings(top_k, top_p, temperature, guidance_scale)
 
-        # 1. Image to complete: for unconditional models it sets the batch size.
-        kept_grid = None
-        default_size = (self.latent_window, self.latent_window)
-        if image is not None:
-            kept_grid = self._encode(self.vqgan, image).cpu()
-            default_size = tuple(kept_grid.shape[1:])
-            batch_size = kept_grid.shape[0]
-
-        # 2. Prefix tokens (B, P), or the aligned condition grid for spatial and coordinate models.
-        condition_grid = None
-        if layout.conditioning == "class":
-            prefix = self._class_tokens(class_labels)[:, None]
-        elif layout.conditioning == "spatial":
-            condition_grid = self._encode(self.condition_vqgan, condition_image).cpu()
-        elif layout.conditioning == "coordinates":
-            condition_grid = self._encode_coordinates(condition_image)
-        else:
-            prefix = torch.full((batch_size, 1), layout.sos_token_id, dtype=torch.long)
-        if condition_grid is not None:
-            condition_grid = condition_grid + layout.condition_offset
-            default_size = tuple(condition_grid.shape[1:])
-            prefix = None
-
-        grid_h, grid_w = self._latent_size(height, width, default_size)
-        num_tokens = grid_h * grid_w
-
-        # 3. Batch sizes line up: one row per condition, times num_images_per_prompt.
-        if condition_grid is not None:
-            condition_grid = condition_grid.repeat_interleave(num_images_per_prompt, dim=0)
-            rows = condition_grid.shape[0]
-        else:
-            prefix = prefix.repeat_interleave(num_images_per_prompt, dim=0)
-            rows = prefix.shape[0]
-        if kept_grid is not None:
-            kept_grid = kept_grid.repeat_interleave(num_images_per_prompt, dim=0)
-            if kept_grid.shape[0] == 1 and rows > 1:
-                kept_grid = kept_grid.expand(rows, -1, -1)
-            if num_rows_to_keep is None:
-                num_rows_to_keep = grid_h // 2
-        num_kept = 0 if kept_grid is None else num_rows_to_keep * grid_w
-
-        # 4. Sample.
-        order = check_token_order(self.config.token_order, num_tokens)
-        unconditional_prefix = None
-        if guidance_scale != 1.0:
-            unconditional_prefix = torch.full((rows, 1), layout.null_class_token_id, dtype=torch.long, device=device)
-        processors = build_logits_processors(
-            layout.num_image_codes,
-            self.transformer.config.vocab_size,
-            top_k=top_k,
-            top_p=top_p,
-            temperature=temperature,
-            generator=generator,
-            device=device,
+        # 2. The condition of each row: start / class tokens, or a condition grid. For unconditional and
+        # completion models the images to complete set the batch.
+        if image is not None and self.config.conditioning in ("unconditional", "completion"):
+            batch_size = _num_images(image)
+        start_tokens, condition_grid = self.prepare_condition(
+            class_labels, condition_image, batch_size, num_images_per_prompt
         )
-        window = self.latent_window
-        if grid_h <= window and grid_w <= window:
-            prefix = condition_grid.reshape(rows, -1) if condition_grid is not None else prefix
-            kept = torch.zeros(rows, 0, dtype=torch.long)
-            if kept_grid is not None:
-                kept = to_generation_order(kept_grid.reshape(rows, -1), order)[:, :num_kept]
-            generated = self._generate(
-                prefix.to(device), kept.to(device), num_tokens, unconditional_prefix, guidance_scale, processors
-            )
-            indices = to_raster_order(generated, order).reshape(rows, grid_h, grid_w)
-        else:
-            grid = torch.zeros(rows, grid_h, grid_w, dtype=torch.long, device=device)
-            if kept_grid is not None:
-                grid[:, :num_rows_to_keep] = kept_grid[:, :num_rows_to_keep].to(device)
-            indices = self._sliding_window(
-                grid,
-                num_kept,
-                None if prefix is None else prefix.to(device),
-                None if condition_grid is None else condition_grid.to(device),
-                unconditional_prefix,
-                guidance_scale,
-                processors,
-            )
+        rows = (start_tokens if condition_grid is None else condition_grid).shape[0]
 
-        # 5. Decode.
-        if output_type == "latent":
-            images = indices
-        else:
-            pixels = self.vqgan.decode_indices(indices.to(device))
-            images = self.image_processor.postprocess(pixels, output_type=output_type)
+        # 3. The code grids of the images to complete; the grid size (condition image > image > window).
+        kept_grid = self.prepare_completion(image, rows, num_images_per_prompt)
+        default_size = (self.latent_window, self.latent_window)
+        for grid in (kept_grid, condition_grid):
+            if grid is not None:
+                default_size = tuple(grid.shape[1:])
+        grid_size = self._latent_size(height, width, default_size)
+        if num_rows_to_keep is None:
+            num_rows_to_keep = grid_size[0] // 2 if kept_grid is not None else 0
+
+        # 4. Sample the code grid.
+        indices = self.sample_indices(
+            start_tokens, condition_grid, kept_grid, num_rows_to_keep, grid_size, settings, generator
+        )
+
+        # 5. Decode, free offloaded models, return.
+        images = self.decode_latents(indices, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return images, indices
@@ -814,6 +962,7 @@ class TamingPipeline(DiffusionPipeline):
     def push_to_hub(
         self,
         repo_id: str,
+        *,
         metrics: Optional[Dict[str, float]] = None,
         commit_message: Optional[str] = None,
         private: Optional[bool] = None,
