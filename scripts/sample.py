@@ -2,7 +2,8 @@
 """Sample a PNG grid of class-conditional images from a TamingPipeline folder (or Hub id), offline.
 
 One row per class, `--num_images_per_class` columns. With no argument it samples the shipped
-Fashion-MNIST pipeline (pretrained/taming-fashion-mnist) at its recommended settings and writes samples.png:
+Fashion-MNIST pipeline (pretrained/taming-fashion-mnist) at its recommended settings (top_k 32, guidance 2.0,
+from its transformer's generation_config; sampling flags override them) and writes samples.png:
 
     python scripts/sample.py
     python scripts/sample.py --pipeline pretrained/taming-fashion-mnist \
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 # The pipeline shipped with the repository, found from the script's location so any working directory works.
 DEFAULT_PIPELINE = str(Path(__file__).resolve().parents[1] / "pretrained" / "taming-fashion-mnist")
-GUIDED_SCALE = 2.0  # recommended for the shipped pipeline (docs/fashion_mnist.md)
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
@@ -40,15 +40,15 @@ def parse_args(input_args=None) -> argparse.Namespace:
     )
     parser.add_argument("--num_images_per_class", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    # The defaults are the settings recommended for the shipped pipeline (docs/fashion_mnist.md).
-    parser.add_argument("--top_k", type=int, default=32, help="Keep the k most likely codes (0 = no top-k).")
-    parser.add_argument("--top_p", type=float, default=None, help="Nucleus sampling threshold (default: off).")
-    parser.add_argument("--temperature", type=float, default=1.0)
+    # Unset sampling flags take the pipeline's own recommended settings (its transformer's generation_config).
+    model_default = "default: the pipeline's own"
     parser.add_argument(
-        "--guidance_scale",
-        type=float,
-        default=None,
-        help=f"Classifier-free guidance (1 = off); default {GUIDED_SCALE} for pipelines with a null class, else off.",
+        "--top_k", type=int, default=None, help=f"Keep the k most likely codes (0 = no top-k; {model_default})."
+    )
+    parser.add_argument("--top_p", type=float, default=None, help=f"Nucleus sampling threshold ({model_default}).")
+    parser.add_argument("--temperature", type=float, default=None, help=f"Logit temperature ({model_default}).")
+    parser.add_argument(
+        "--guidance_scale", type=float, default=None, help=f"Classifier-free guidance (1 = off; {model_default})."
     )
     parser.add_argument("--scale", type=int, default=2, help="Upscale the grid by this integer factor (nearest).")
     parser.add_argument("--padding", type=int, default=2, help="Pixels between images.")
@@ -110,20 +110,13 @@ def sample_grid(pipe: TamingPipeline, args: argparse.Namespace) -> PIL.Image.Ima
         top_k=args.top_k,
         top_p=args.top_p,
         temperature=args.temperature,
+        guidance_scale=args.guidance_scale,
         generator=generator,
         output_type="pil",
     )
     if pipe.config.conditioning == "class":
         class_ids = resolve_class_labels(pipe, args.class_labels)
-        guidance_scale = args.guidance_scale
-        if guidance_scale is None:
-            guidance_scale = GUIDED_SCALE if pipe.config.null_class_token_id is not None else 1.0
-        images = pipe(
-            class_labels=class_ids,
-            num_images_per_prompt=args.num_images_per_class,
-            guidance_scale=guidance_scale,
-            **kwargs,
-        ).images
+        images = pipe(class_labels=class_ids, num_images_per_prompt=args.num_images_per_class, **kwargs).images
     else:
         images = pipe(batch_size=args.num_images_per_class, **kwargs).images
     return make_grid(images, args.num_images_per_class, args.padding, args.scale)

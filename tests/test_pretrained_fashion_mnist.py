@@ -38,3 +38,16 @@ def test_shipped_pipeline_samples_recognisable_classes():
         predictions = classifier(output.images * 2 - 1).logits.argmax(-1)
     accuracy = (predictions == classes).float().mean().item()
     assert accuracy >= MIN_ACCURACY, f"classifier accuracy on samples {accuracy:.2f} < {MIN_ACCURACY}"
+
+
+def test_shipped_pipeline_defaults_are_its_documented_settings():
+    pipe = TamingPipeline.from_pretrained(PIPELINE)
+    pipe.set_progress_bar_config(disable=True)
+    config = pipe.transformer.generation_config
+    assert (config.do_sample, config.top_k, config.guidance_scale) == (True, TOP_K, GUIDANCE_SCALE)
+    kwargs = dict(class_labels=[3, 7], output_type="latent")
+    default = pipe(**kwargs, generator=torch.Generator().manual_seed(0)).indices
+    explicit = pipe(**kwargs, top_k=TOP_K, guidance_scale=GUIDANCE_SCALE, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(default, explicit.indices)
+    unguided = pipe(**kwargs, guidance_scale=1.0, generator=torch.Generator().manual_seed(0)).indices
+    assert not torch.equal(default, unguided)  # the default really is guided

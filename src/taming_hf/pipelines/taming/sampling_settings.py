@@ -64,6 +64,7 @@ class SamplingSettings:
 
     def write_to(self, generation_config: GenerationConfig) -> GenerationConfig:
         """Store these settings as the model's defaults (with `do_sample=True`) and return the config."""
+        generation_config._from_model_config = False  # chosen settings now, no longer copied from config.json
         generation_config.do_sample = True
         generation_config.top_k = self.top_k
         generation_config.top_p = self.top_p
