@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+from typing import Optional
 
 import datasets
 import numpy as np
@@ -30,6 +31,8 @@ from transformers import GPT2LMHeadModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from taming_hf import VQGANImageProcessor, VQGANModel
+from taming_hf.pipelines.taming.sampling import check_sampling_arguments
+from taming_hf.pipelines.taming.sampling_settings import SamplingSettings
 from taming_hf.pipelines.taming.vocabulary import CONDITIONING_KINDS, TokenLayout
 from taming_hf.training.data import check_image_column, decode_image, load_image_dataset, prepare_for_decoding
 from taming_hf.training.prior_data import (
@@ -129,6 +132,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=16,
         help="Images in each sample grid; 0 turns grids off (e.g. with FSDP / ZeRO-3 sharded weights).",
     )
+    sample = parser.add_argument_group(
+        "recommended sampling settings",
+        "Saved in the pipeline's transformer/generation_config.json: the defaults of its calls (the validation "
+        "grids' too) when the call leaves them at None. Unset: no top-k, no top-p, temperature 1, no guidance.",
+    )
+    sample.add_argument("--sample_top_k", type=int, default=None, help="Keep the k most likely codes (0 = off).")
+    sample.add_argument("--sample_top_p", type=float, default=None, help="Nucleus sampling threshold in (0, 1].")
+    sample.add_argument("--sample_temperature", type=float, default=None, help="Logit temperature (> 0).")
+    sample.add_argument(
+        "--sample_guidance_scale",
+        type=float,
+        default=None,
+        help="Classifier-free guidance (1 = off); needs --conditioning class with --class_dropout_prob > 0.",
+    )
     train.add_argument("--push_to_hub", action="store_true")
     train.add_argument("--hub_model_id", type=str, default=None)
     train.add_argument("--hub_token", type=str, default=None)
@@ -137,6 +154,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("Give exactly one of --dataset_name and --train_data_dir.")
     if not 0.0 < args.pkeep <= 1.0:
         parser.error(f"--pkeep must be in (0, 1], got {args.pkeep}.")
+    try:  # the pipeline's own rules for sampling arguments
+        check_sampling_arguments(
+            args.sample_top_k, args.sample_top_p, args.sample_temperature, args.sample_guidance_scale
+        )
+    except ValueError as error:
+        parser.error(f"--sample_{error}")
     for flag in ("vqgan_model_name_or_path", "condition_vqgan_model_name_or_path"):
         message = missing_local_path_message(getattr(args, flag), f"--{flag}")
         if message is not None:
@@ -277,6 +300,25 @@ def sampling_kwargs(layout: TokenLayout, num_images: int, height: int, width: in
     return {"batch_size": num_images, **size}
 
 
+def sampling_defaults(args, layout: TokenLayout) -> Optional[SamplingSettings]:
+    """The `--sample_*` settings to save as the prior's generation_config defaults; None when none is given."""
+    given = (args.sample_top_k, args.sample_top_p, args.sample_temperature, args.sample_guidance_scale)
+    if all(value is None for value in given):
+        return None
+    guidance_scale = args.sample_guidance_scale
+    if guidance_scale not in (None, 1.0) and layout.null_class_token_id is None:
+        raise ValueError(
+            f"--sample_guidance_scale {guidance_scale} needs a null class to guide with: --conditioning class "
+            f"with --class_dropout_prob > 0 (this run's conditioning is {layout.conditioning!r} without one)."
+        )
+    return SamplingSettings(
+        top_k=args.sample_top_k,
+        top_p=args.sample_top_p,
+        temperature=1.0 if args.sample_temperature is None else args.sample_temperature,
+        guidance_scale=1.0 if guidance_scale is None else guidance_scale,
+    )
+
+
 def training_arguments(args) -> TrainingArguments:
     return TrainingArguments(
         output_dir=args.output_dir,
@@ -377,6 +419,7 @@ def main(argv=None):
         raise ValueError(f"--class_dropout_prob needs --conditioning class, got {conditioning!r}.")
     num_classes, id2label = class_names(train_raw, label_column) if conditioning == "class" else (0, None)
     layout = build_layout(conditioning, vqgan, condition_vqgan, num_classes, class_dropout_prob)
+    recommended_sampling = sampling_defaults(args, layout)
 
     encode_kwargs = dict(
         vqgan=vqgan,
@@ -406,6 +449,8 @@ def main(argv=None):
         )
     config = build_prior_config(layout, sequence_length, args.n_layer, args.n_head, args.n_embd, args.dropout)
     transformer = GPT2LMHeadModel(config)
+    if recommended_sampling is not None:  # saved with the pipeline; validation grids sample with them too
+        recommended_sampling.write_to(transformer.generation_config)
     logger.info("Prior: %.2fM parameters.", transformer.num_parameters() / 1e6)
 
     conditions = None  # the first validation (condition) images, preprocessed as in training

@@ -13,9 +13,10 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from taming_hf import VQGANConfig, VQGANImageProcessor, VQGANModel
+from taming_hf.pipelines.taming import TokenLayout
 from taming_hf.training.prior_data import encode_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,3 +156,42 @@ def test_train_transformer_names_truncated_image(train_transformer, tmp_path):
     vqgan, processor = VQGANModel(config).eval(), VQGANImageProcessor(resolution=16, num_channels=1)
     with pytest.raises(ValueError, match=re.escape(f"Cannot decode image {broken}: OSError: image file is truncated")):
         encode_dataset(train_transformer.prepare_images(images, args), vqgan, processor)
+
+
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--sample_top_k", "-1", "--sample_top_k must be a non-negative integer (0 or None disables it), got -1."),
+        ("--sample_top_p", "1.5", "--sample_top_p must be in (0, 1], got 1.5."),
+        ("--sample_temperature", "0", "--sample_temperature must be a positive finite number, got 0.0."),
+        ("--sample_guidance_scale", "-1", "--sample_guidance_scale must be a finite number >= 0"),
+    ],
+)
+def test_train_transformer_rejects_bad_sampling_defaults(train_transformer, capsys, tmp_path, flag, value, expected):
+    argv = ["--vqgan_model_name_or_path", str(tmp_path), "--train_data_dir", str(tmp_path), flag, value]
+    assert expected in parser_error(capsys, train_transformer.parse_args, argv)
+
+
+def test_train_transformer_sampling_defaults_need_a_null_class_for_guidance(train_transformer, tmp_path):
+    argv = ["--vqgan_model_name_or_path", str(tmp_path), "--train_data_dir", str(tmp_path)]
+    args = train_transformer.parse_args(argv + ["--sample_guidance_scale", "2"])
+    layout = TokenLayout.build("class", num_image_codes=32, num_condition_tokens=10, with_null_class=False)
+    with pytest.raises(ValueError, match=r"--sample_guidance_scale 2.0 needs a null class to guide with"):
+        train_transformer.sampling_defaults(args, layout)
+
+
+def test_train_transformer_writes_sampling_defaults_to_generation_config(train_transformer, tmp_path):
+    argv = ["--vqgan_model_name_or_path", str(tmp_path), "--train_data_dir", str(tmp_path)]
+    layout = TokenLayout.build("class", num_image_codes=32, num_condition_tokens=10, with_null_class=True)
+    assert train_transformer.sampling_defaults(train_transformer.parse_args(argv), layout) is None
+    args = train_transformer.parse_args(argv + ["--sample_top_k", "8", "--sample_guidance_scale", "2"])
+    config = train_transformer.sampling_defaults(args, layout).write_to(GenerationConfig())
+    config.save_pretrained(tmp_path / "transformer")  # transformers' validation accepts it
+    saved = GenerationConfig.from_pretrained(tmp_path / "transformer")
+    assert (saved.do_sample, saved.top_k, saved.top_p, saved.temperature, saved.guidance_scale) == (
+        True,
+        8,
+        None,
+        1.0,
+        2.0,
+    )

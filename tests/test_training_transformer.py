@@ -235,6 +235,7 @@ def class_run(vqgan_dir, tmp_path_factory):
     args = TINY_RUN + ["--vqgan_model_name_or_path", vqgan_dir, "--output_dir", output_dir]
     args += ["--conditioning", "class", "--class_dropout_prob", "0.1", "--pkeep", "0.95"]
     args += ["--max_train_steps", "40", "--checkpointing_steps", "20", "--validation_steps", "20"]
+    args += ["--sample_top_k", "16", "--sample_guidance_scale", "2.0"]
     run_script(args)
     return output_dir
 
@@ -261,7 +262,9 @@ def test_saved_pipeline_loads_and_samples(class_run):
     assert pipeline.config.id2label[9] == "Ankle boot"
     assert isinstance(pipeline.transformer, GPT2LMHeadModel) and pipeline.transformer.config.n_positions == 65
     generator = torch.Generator().manual_seed(0)
-    output = pipeline(class_labels=[0, 7], generator=generator, output_type="np", guidance_scale=2.0)
+    config = pipeline.transformer.generation_config  # --sample_* flags: the saved recommended settings
+    assert (config.do_sample, config.top_k, config.guidance_scale) == (True, 16, 2.0)
+    output = pipeline(class_labels=[0, 7], generator=generator, output_type="np")
     assert output.images.shape == (2, 16, 16, 1)
     assert output.indices.shape == (2, 8, 8) and int(output.indices.max()) < 32
 
