@@ -2,10 +2,12 @@
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import PIL.Image
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as transformers_logging
 
 from original_taming import require_original_taming
 from taming_hf import TamingPipeline, TamingPipelineOutput, TokenLayout, VQGANConfig, VQGANModel
@@ -829,3 +832,125 @@ def test_shipped_class_names_are_zalandos_and_match_either_spelling():
     assert list(pipe_names.values()) == list(classifier_names.values()) == FASHION_MNIST_CLASSES
     pipe = TamingPipeline.from_pretrained(repo / "taming-fashion-mnist")
     assert pipe.get_label_ids(["T-shirt/top", "T - shirt / top", "ankle boot"]) == [0, 0, 9]
+
+
+# ------------------------------------------------------------------------------ quiet default calls
+
+
+def warnings_of(call, caplog) -> list:
+    """Python warnings and transformers / diffusers log records at WARNING or above that `call()` emits."""
+    transformers_logging.warning_once.cache_clear()  # a warning_once seen by an earlier test counts too
+    loggers = [logging.getLogger(name) for name in ("transformers", "diffusers")]
+    for logger in loggers:
+        logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(caplog.handler)
+    records = [
+        f"{record.name}: {record.getMessage()}" for record in caplog.records if record.levelno >= logging.WARNING
+    ]
+    return [str(warning.message) for warning in caught] + records
+
+
+@pytest.mark.parametrize(
+    "make, kwargs",
+    [
+        (make_pipeline, dict(batch_size=2)),
+        (lambda: make_pipeline("class"), dict(class_labels=[0, 1])),
+        (lambda: make_pipeline("class", with_null=True), dict(class_labels=[0, 1], guidance_scale=2.0)),
+        (make_spatial_pipeline, dict(condition_image=torch.zeros(1, 1, 8, 8))),
+        (make_coordinate_pipeline, dict(condition_image=torch.zeros(1, 1, 8, 8))),
+        (lambda: make_pipeline("completion"), dict(image=torch.zeros(1, 3, 8, 8))),
+    ],
+    ids=["unconditional", "class", "class-guided", "spatial", "coordinates", "completion"],
+)
+def test_default_call_emits_no_warnings(make, kwargs, caplog):
+    pipe = make()
+    assert warnings_of(lambda: pipe(**kwargs, generator=seeded()), caplog) == []
+
+
+def test_call_with_model_sampling_defaults_emits_no_warnings(caplog):
+    pipe = make_pipeline("class", with_null=True)
+    pipe.set_default_sampling(top_k=4, top_p=0.9, temperature=0.8, guidance_scale=2.0)
+    assert warnings_of(lambda: pipe(class_labels=[0, 1], generator=seeded()), caplog) == []
+
+
+# -------------------------------------------------------------------------- sampling defaults
+
+
+def test_none_sampling_arguments_take_the_generation_config_defaults():
+    pipe = make_pipeline("class", with_null=True)
+    kwargs = dict(class_labels=[0, 1, 2], output_type="latent")
+    explicit = pipe(**kwargs, top_k=3, top_p=0.9, temperature=0.7, guidance_scale=2.5, generator=seeded()).indices
+    pipe.set_default_sampling(top_k=3, top_p=0.9, temperature=0.7, guidance_scale=2.5)
+    config = pipe.transformer.generation_config
+    assert (config.do_sample, config.top_k, config.top_p, config.temperature, config.guidance_scale) == (
+        True,
+        3,
+        0.9,
+        0.7,
+        2.5,
+    )
+    assert torch.equal(pipe(**kwargs, generator=seeded()).indices, explicit)
+    # call arguments override the model's defaults
+    override = pipe(**kwargs, top_k=0, top_p=1.0, temperature=1.0, guidance_scale=1.0, generator=seeded()).indices
+    plain = make_pipeline("class", with_null=True)(**kwargs, generator=seeded()).indices
+    assert torch.equal(override, plain)
+
+
+def test_sampling_defaults_survive_save_and_load(tmp_path):
+    pipe = make_pipeline("class", with_null=True)
+    pipe.set_default_sampling(top_k=5, guidance_scale=1.5)
+    pipe.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "transformer" / "generation_config.json").read_text())
+    assert (saved["do_sample"], saved["top_k"], saved["guidance_scale"]) == (True, 5, 1.5)
+    loaded = TamingPipeline.from_pretrained(tmp_path)
+    settings = loaded.sampling_settings()
+    assert (settings.top_k, settings.top_p, settings.temperature, settings.guidance_scale) == (5, None, 1.0, 1.5)
+
+
+def test_generation_config_guidance_is_off_without_a_null_class():
+    pipe = make_pipeline("class")  # no null class
+    pipe.transformer.generation_config.guidance_scale = 2.0  # e.g. copied from another model's config
+    assert pipe.sampling_settings().guidance_scale == 1.0
+    kwargs = dict(class_labels=[0, 1], output_type="latent")
+    assert torch.equal(
+        pipe(**kwargs, generator=seeded()).indices, make_pipeline("class")(**kwargs, generator=seeded()).indices
+    )
+
+
+def test_explicit_guidance_without_a_null_class_still_raises():
+    pipe = make_pipeline("class")
+    with pytest.raises(
+        ValueError, match=r"guidance_scale=2.0 needs a class-conditional model trained with a null class"
+    ):
+        pipe(class_labels=[0], guidance_scale=2.0)
+    with pytest.raises(
+        ValueError, match=r"guidance_scale=2.0 needs a class-conditional model trained with a null class"
+    ):
+        pipe.set_default_sampling(guidance_scale=2.0)
+
+
+def test_set_default_sampling_rejects_bad_values():
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\], got 0.0."):
+        make_pipeline().set_default_sampling(top_p=0.0)
+
+
+def test_bad_generation_config_default_is_named():
+    pipe = make_pipeline()
+    pipe.transformer.generation_config.temperature = -1.0  # a hand-edited generation_config.json
+    with pytest.raises(
+        ValueError,
+        match=r"The transformer's generation_config holds a bad sampling default: temperature must be a positive "
+        r"finite number, got -1.0.",
+    ):
+        pipe(batch_size=1)
+
+
+def test_push_to_hub_extra_arguments_are_keyword_only():
+    with pytest.raises(TypeError, match="positional argument"):
+        make_pipeline().push_to_hub("someone/tiny", {"FID": 9.6})

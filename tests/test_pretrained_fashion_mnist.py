@@ -1,8 +1,11 @@
 """The shipped Fashion-MNIST pipeline loads offline, samples, and its samples look like their classes."""
 
+import logging
+import warnings
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as transformers_logging
 
 from taming_hf import TamingPipeline
 from taming_hf.evaluation import SmallImageClassifier
@@ -51,3 +54,19 @@ def test_shipped_pipeline_defaults_are_its_documented_settings():
     assert torch.equal(default, explicit.indices)
     unguided = pipe(**kwargs, guidance_scale=1.0, generator=torch.Generator().manual_seed(0)).indices
     assert not torch.equal(default, unguided)  # the default really is guided
+
+
+def test_shipped_pipeline_default_call_emits_no_warnings(caplog):
+    pipe = TamingPipeline.from_pretrained(PIPELINE)
+    pipe.set_progress_bar_config(disable=True)
+    transformers_logging.warning_once.cache_clear()
+    logger = logging.getLogger("transformers")  # it does not propagate to the root logger caplog watches
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe(class_labels=[0, 1], generator=torch.Generator().manual_seed(0))
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert [str(warning.message) for warning in caught] == []
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []

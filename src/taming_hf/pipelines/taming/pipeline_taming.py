@@ -575,8 +575,9 @@ class TamingPipeline(DiffusionPipeline):
             max_new_tokens=num_new,
             do_sample=False,
             # generate() fills unset fields from the model's generation_config, whose sampling defaults the
-            # processors above already apply: neutral values keep it from adding its own warpers or guidance.
-            top_k=0,
+            # processors above already apply: neutral values keep it from adding its own warpers or guidance
+            # (top_k=50 is transformers' own default, the one value its greedy-mode validation does not flag).
+            top_k=50,
             top_p=1.0,
             temperature=1.0,
             guidance_scale=1.0,
