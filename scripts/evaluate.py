@@ -43,9 +43,11 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--max_eval_samples", type=int, default=None, help="First N test images (default: all).")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--num_images_per_class", type=int, default=100)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--guidance_scale", type=float, default=1.0)
+    # Unset sampling flags take the pipeline's recommended settings (its transformer's generation_config);
+    # metrics.json records the settings actually used.
+    parser.add_argument("--top_k", type=int, default=None, help="0 = no top-k (default: the pipeline's own).")
+    parser.add_argument("--top_p", type=float, default=None, help="Default: the pipeline's own.")
+    parser.add_argument("--guidance_scale", type=float, default=None, help="1 = off (default: the pipeline's own).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_lpips", action="store_true", help="Skip LPIPS (it needs torchvision's VGG16 weights).")
     parser.add_argument("--no_inception_fid", action="store_true", help="Do not even try Inception FID.")
@@ -116,6 +118,7 @@ def evaluate_pipeline(path: str, images: torch.Tensor, classifier, args, device)
     pipe.set_progress_bar_config(disable=True)
     if pipe.config.conditioning != "class":
         raise ValueError(f"--pipeline needs a class-conditional pipeline, {path} is {pipe.config.conditioning!r}.")
+    settings = pipe.sampling_settings(top_k=args.top_k, top_p=args.top_p, guidance_scale=args.guidance_scale)
     metrics = GenerationMetrics(classifier)
     for batch in images.split(args.batch_size):
         metrics.update_real(batch)
@@ -143,9 +146,10 @@ def evaluate_pipeline(path: str, images: torch.Tensor, classifier, args, device)
     results = metrics.compute()
     results.update(
         seconds=time.time() - start,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        guidance_scale=args.guidance_scale,
+        top_k=settings.top_k,
+        top_p=settings.top_p,
+        temperature=settings.temperature,
+        guidance_scale=settings.guidance_scale,
         num_images_per_class=args.num_images_per_class,
     )
     return results

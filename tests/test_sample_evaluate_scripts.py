@@ -132,6 +132,8 @@ def test_evaluate_script_writes_json_and_table(artifacts, tmp_path):
     generation = saved["generation"]
     assert generation["num_generated"] == 30 and 0 <= generation["classifier_accuracy"] <= 1
     assert generation["feature_fid"] >= 0 and generation["top_k"] == 4
+    # unset flags: the pipeline's own settings (no generation_config defaults here: the fallbacks), as used
+    assert (generation["top_p"], generation["temperature"], generation["guidance_scale"]) == (None, 1.0, 1.0)
     assert 0 <= saved["classifier"]["test_accuracy"] <= 1
     table = (tmp_path / "metrics.md").read_text()
     assert "| vqgan-run |" in table and "classifier accuracy" in table
