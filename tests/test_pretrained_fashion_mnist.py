@@ -1,5 +1,6 @@
 """The shipped Fashion-MNIST pipeline loads offline, samples, and its samples look like their classes."""
 
+import doctest
 import logging
 import warnings
 from pathlib import Path
@@ -70,3 +71,12 @@ def test_shipped_pipeline_default_call_emits_no_warnings(caplog):
         logger.removeHandler(caplog.handler)
     assert [str(warning.message) for warning in caught] == []
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+def test_call_docstring_example_runs(tmp_path, monkeypatch):
+    (tmp_path / "pretrained").symlink_to(REPO / "pretrained")  # the example's relative path, output in tmp_path
+    monkeypatch.chdir(tmp_path)
+    (example,) = doctest.DocTestFinder().find(TamingPipeline.__call__, "TamingPipeline.__call__", globs={})
+    runner = doctest.DocTestRunner()
+    runner.run(example)
+    assert runner.summarize(verbose=False) == (0, 7) and (tmp_path / "sneaker.png").exists()

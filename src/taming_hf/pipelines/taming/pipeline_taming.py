@@ -858,6 +858,7 @@ class TamingPipeline(DiffusionPipeline):
         >>> # the model's recommended settings (top_k 32, guidance 2.0), from its generation_config
         >>> images = pipe(class_labels=class_ids, num_images_per_prompt=2, generator=generator).images
         >>> images[0].save("sneaker.png")
+
         ```
 
         Args:
