@@ -391,6 +391,17 @@ class TamingPipeline(DiffusionPipeline):
                 f"{prefix_length + num_tokens - 1}."
             )
 
+    def _has_null_class(self) -> bool:
+        return self.config.conditioning == "class" and self.config.null_class_token_id is not None
+
+    def _check_guidance_applies(self, guidance_scale: Optional[float]) -> None:
+        """An explicit guidance scale other than 1 needs a null class to guide with."""
+        if guidance_scale not in (None, 1.0) and not self._has_null_class():
+            raise ValueError(
+                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
+                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
+            )
+
     def check_inputs(
         self,
         class_labels: Optional[Union[int, List[int], torch.Tensor]] = None,
@@ -421,11 +432,7 @@ class TamingPipeline(DiffusionPipeline):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         check_sampling_arguments(top_k, top_p, temperature, guidance_scale)
-        if guidance_scale not in (None, 1.0) and (conditioning != "class" or layout.null_class_token_id is None):
-            raise ValueError(
-                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
-                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
-            )
+        self._check_guidance_applies(guidance_scale)
 
         # Inputs this pipeline's conditioning would ignore, then the ones it needs.
         if class_labels is not None and conditioning != "class":
@@ -664,7 +671,7 @@ class TamingPipeline(DiffusionPipeline):
         """
         settings = SamplingSettings.resolve(
             self.transformer.generation_config,
-            has_null_class=self.config.conditioning == "class" and self.config.null_class_token_id is not None,
+            has_null_class=self._has_null_class(),
             top_k=top_k,
             top_p=top_p,
             temperature=temperature,
@@ -690,13 +697,7 @@ class TamingPipeline(DiffusionPipeline):
         temperature 1 and guidance 1 (off).
         """
         check_sampling_arguments(top_k, top_p, temperature, guidance_scale)
-        if guidance_scale not in (None, 1.0) and (
-            self.config.conditioning != "class" or self.config.null_class_token_id is None
-        ):
-            raise ValueError(
-                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
-                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
-            )
+        self._check_guidance_applies(guidance_scale)
         settings = SamplingSettings(
             top_k=top_k,
             top_p=top_p,
