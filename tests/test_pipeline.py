@@ -524,6 +524,13 @@ def test_model_card_content():
     assert "No evaluation metrics" in str(make_pipeline().create_model_card())
 
 
+def test_model_card_lists_the_sampling_defaults():
+    pipe = make_pipeline("class", with_null=True)
+    assert "| no top-k, no top-p, temperature 1.0, no guidance |" in str(pipe.create_model_card())
+    pipe.set_default_sampling(top_k=32, guidance_scale=2.0)
+    assert "| top_k 32, no top-p, temperature 1.0, guidance 2.0 |" in str(pipe.create_model_card())
+
+
 def test_push_to_hub_uploads_folder_with_card(monkeypatch):
     from huggingface_hub import HfApi
 

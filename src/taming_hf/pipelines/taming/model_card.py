@@ -51,10 +51,23 @@ def _configuration(pipeline) -> str:
         ("transformer", f"{gpt.n_layer} layers, {gpt.n_head} heads, {gpt.n_embd} dim"),
         ("vocab_size / context", f"{gpt.vocab_size} / {gpt.n_positions}"),
         ("token order", "raster" if pipeline.config.token_order is None else "custom permutation"),
+        ("default sampling (transformer/generation_config.json)", _sampling_defaults(pipeline)),
     ]
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
+
+
+def _sampling_defaults(pipeline) -> str:
+    """The settings a call uses when it leaves top_k, top_p, temperature and guidance_scale at None."""
+    settings = pipeline.sampling_settings()
+    parts = [
+        f"top_k {settings.top_k}" if settings.top_k else "no top-k",
+        f"top_p {settings.top_p}" if settings.top_p not in (None, 1.0) else "no top-p",
+        f"temperature {settings.temperature}",
+        f"guidance {settings.guidance_scale}" if settings.guidance_scale != 1.0 else "no guidance",
+    ]
+    return ", ".join(parts)
 
 
 def _metrics(metrics: Optional[Dict[str, float]]) -> str:
