@@ -823,7 +823,15 @@ class TamingPipeline(DiffusionPipeline):
         if guidance_scale != 1.0:
             unconditional_prefix = torch.full((rows, 1), layout.null_class_token_id, dtype=torch.long, device=device)
         sampler = ImageTokenSampler(
-            self.transformer, layout.num_image_codes, rows, top_k, top_p, temperature, guidance_scale, generator
+            self.transformer,
+            layout.num_image_codes,
+            rows,
+            top_k,
+            top_p,
+            temperature,
+            guidance_scale,
+            generator,
+            device,
         )
         callback = self._token_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, order)
         window = self.latent_window

@@ -208,6 +208,8 @@ class ImageTokenSampler:
             1 disables guidance; otherwise the forward inputs hold B conditional then B null-class rows.
         generator (`torch.Generator` or a list of B, *optional*):
             Source of the Gumbel noise.
+        device (`torch.device`, *optional*):
+            Where the model's logits are (the pipeline's execution device); defaults to the model's device.
     """
 
     def __init__(
@@ -220,6 +222,7 @@ class ImageTokenSampler:
         temperature: float = 1.0,
         guidance_scale: float = 1.0,
         generator: GeneratorType = None,
+        device: Optional[Union[str, torch.device]] = None,
     ):
         self.model = model
         self.num_image_codes = num_image_codes
@@ -230,7 +233,7 @@ class ImageTokenSampler:
         self.temperature = temperature
         self.guidance_scale = guidance_scale
         self.generator = generator
-        self.device = model.device
+        self.device = torch.device(device) if device is not None else model.device
         # One Exp(1) buffer of the full vocabulary, refilled in place every step: the draws equal
         # GumbelSamplingLogitsProcessor's fresh (B, V) tensor, without an allocation per token.
         noise_device = (
