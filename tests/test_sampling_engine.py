@@ -301,3 +301,18 @@ def test_rejects_replacement_tokens_outside_the_image_codes():
         ValueError, match=rf"callback_on_step_end returned tokens in \[{K}, {K}\]; image codes lie in \[0, {K}\)\."
     ):
         make_pipeline()(output_type="latent", callback_on_step_end=callback)
+
+
+def test_diffusers_pipeline_callbacks_are_accepted():
+    from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+    class Recorder(PipelineCallback):
+        tensor_inputs = ["tokens"]
+
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            self.seen = getattr(self, "seen", []) + [(step_index, callback_kwargs["tokens"].shape[1])]
+            return callback_kwargs
+
+    first, second = Recorder(), Recorder()
+    latent(make_pipeline(), generator=seeded(), callback_on_step_end=MultiPipelineCallbacks([first, second]))
+    assert first.seen == second.seen == [(step, step + 1) for step in range(WINDOW * WINDOW)]
