@@ -288,7 +288,8 @@ class ImageTokenSampler:
                 row.exponential_(generator=generator)
         else:
             self._exponential.exponential_(generator=self.generator)
-        exponential = self._exponential[:, : self.num_image_codes].to(self.device, non_blocking=True)
+        # a blocking copy: the buffer is refilled in place at the next step
+        exponential = self._exponential[:, : self.num_image_codes].to(self.device)
         # the clamp keeps the noise finite, so masked (-inf) entries stay -inf instead of becoming NaN
         return exponential.clamp(min=1e-30).log_().neg_()
 
