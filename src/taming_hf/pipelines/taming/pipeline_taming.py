@@ -2,29 +2,29 @@
 
 import numbers
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines import pipeline_loading_utils
 from diffusers.utils import BaseOutput
-from transformers import GenerationConfig, GPT2LMHeadModel
-from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
+from transformers import GPT2LMHeadModel
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
 from ...utils.loading import check_local_path, check_pipeline_components, name_unreadable_safetensors
 from .model_card import create_model_card
 from .sampling import (
     GeneratorType,
-    ProgressStreamer,
-    build_logits_processors,
+    ImageTokenSampler,
+    TokenCallback,
     check_generator,
     check_sampling_arguments,
     check_token_order,
-    guided_log_probs,
+    sample_tokens,
     to_generation_order,
     to_raster_order,
     window_start,
@@ -116,6 +116,7 @@ class TamingPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "transformer->vqgan"
     _optional_components = ["condition_vqgan"]
+    _callback_tensor_inputs = ["tokens"]
 
     def __init__(
         self,
@@ -551,57 +552,91 @@ class TamingPipeline(DiffusionPipeline):
 
     # -------------------------------------------------------------------------------------- sampling
 
+    @property
+    def guidance_scale(self) -> float:
+        """The classifier-free guidance scale of the current (or last) call; 1 means no guidance."""
+        return getattr(self, "_guidance_scale", 1.0)
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` in a `callback_on_step_end` to stop sampling after that token."""
+        return getattr(self, "_interrupt", False)
+
+    def check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs) -> None:
+        """Raise a `ValueError` for a callback that is not callable or asks for tensors the loop does not have."""
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise ValueError(
+                "callback_on_step_end must be a callable (pipe, step, token_position, callback_kwargs) -> dict or a "
+                f"diffusers PipelineCallback, got {type(callback_on_step_end).__name__}."
+            )
+        names = callback_on_step_end_tensor_inputs
+        if not isinstance(names, (list, tuple)) or any(name not in self._callback_tensor_inputs for name in names):
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs must be a list of names from {self._callback_tensor_inputs}, "
+                f"got {names!r}."
+            )
+
+    def _token_callback(
+        self, callback_on_step_end, tensor_inputs: List[str], order: Optional[torch.LongTensor]
+    ) -> Optional[TokenCallback]:
+        """
+        Adapt `callback_on_step_end(pipe, step, token_position, callback_kwargs)` to the sampling loops'
+        `(step, index, tokens) -> (replacement, stop)`: `token_position` is the raster position of the token
+        just sampled (generation `index` through the token order), and `stop` is `pipe.interrupt`.
+        """
+        if callback_on_step_end is None:
+            return None
+        positions = None if order is None else order.tolist()
+        num_codes = self.layout.num_image_codes
+
+        def on_token(step: int, index: int, tokens: torch.LongTensor):
+            position = index if positions is None else positions[index]
+            callback_kwargs = {"tokens": tokens} if "tokens" in tensor_inputs else {}
+            outputs = callback_on_step_end(self, step, position, callback_kwargs)
+            if outputs is not None and not isinstance(outputs, dict):
+                raise ValueError(
+                    f"callback_on_step_end must return a dict of tensors (or None), got {type(outputs).__name__}."
+                )
+            replacement = None if outputs is None else outputs.get("tokens")
+            if replacement is not None and replacement is not tokens:
+                if not isinstance(replacement, torch.Tensor) or replacement.shape != tokens.shape:
+                    shape = tuple(replacement.shape) if isinstance(replacement, torch.Tensor) else replacement
+                    raise ValueError(
+                        f"callback_on_step_end returned tokens {shape!r}; expected a tensor of the shape "
+                        f"{tuple(tokens.shape)} of the tokens it was given."
+                    )
+                if replacement.is_floating_point() or replacement.is_complex() or replacement.dtype == torch.bool:
+                    raise ValueError(
+                        f"callback_on_step_end must return integer tokens, got dtype {replacement.dtype}."
+                    )
+                low, high = replacement.min().item(), replacement.max().item()  # a sync, only on replacement
+                if low < 0 or high >= num_codes:
+                    raise ValueError(
+                        f"callback_on_step_end returned tokens in [{low}, {high}]; image codes lie in [0, {num_codes})."
+                    )
+            return replacement, self.interrupt
+
+        return on_token
+
     def _generate(
         self,
         prefix: torch.LongTensor,
         kept: torch.LongTensor,
         num_tokens: int,
         unconditional_prefix: Optional[torch.LongTensor],
-        guidance_scale: float,
-        processors,
+        sampler: ImageTokenSampler,
+        callback: Optional[TokenCallback] = None,
     ) -> torch.LongTensor:
         """
-        Sample `num_tokens` image tokens after `prefix + kept` with `generate()` and its KV cache.
+        Sample image tokens after `prefix + kept` with the model's KV cache, one [`ImageTokenSampler`] step
+        per token; guidance runs the null-class rows (`unconditional_prefix + kept`) in the same batch.
 
-        Returns the (B, num_tokens) tokens in generation order, `kept` included.
+        Returns the (B, t) tokens in generation order, `kept` included; `t = num_tokens` unless interrupted.
         """
-        input_ids = torch.cat([prefix, kept], dim=1)
-        num_new = num_tokens - kept.shape[1]
-        if num_new == 0:
-            return kept
-        if guidance_scale != 1.0:
-            # transformers' CFG processor runs the unconditional branch with its own KV cache; it must come
-            # first, on raw logits, so the image-code mask and the warpers act on the guided distribution.
-            unconditional_ids = torch.cat([unconditional_prefix, kept], dim=1)
-            processors.insert(
-                0, UnbatchedClassifierFreeGuidanceLogitsProcessor(guidance_scale, self.transformer, unconditional_ids)
+        with self.progress_bar(total=num_tokens - kept.shape[1]) as progress_bar:
+            return sample_tokens(
+                sampler, prefix, kept, num_tokens, unconditional_prefix, callback=callback, progress_bar=progress_bar
             )
-        # Image codes can never be sampled as a stop token: use a non-image id (the mask forbids them all).
-        stop_token = self.transformer.config.vocab_size - 1
-        config = GenerationConfig(
-            max_new_tokens=num_new,
-            do_sample=False,
-            # generate() fills unset fields from the model's generation_config, whose sampling defaults the
-            # processors above already apply: neutral values keep it from adding its own warpers or guidance
-            # (top_k=50 is transformers' own default, the one value its greedy-mode validation does not flag).
-            top_k=50,
-            top_p=1.0,
-            temperature=1.0,
-            guidance_scale=1.0,
-            num_beams=1,
-            use_cache=True,
-            eos_token_id=stop_token,
-            pad_token_id=stop_token,
-        )
-        with self.progress_bar(total=num_new) as progress_bar:
-            sequences = self.transformer.generate(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                generation_config=config,
-                logits_processor=processors,
-                streamer=ProgressStreamer(progress_bar),
-            )
-        return sequences[:, prefix.shape[1] :]
 
     def _sliding_window(
         self,
@@ -610,22 +645,25 @@ class TamingPipeline(DiffusionPipeline):
         prefix: Optional[torch.LongTensor],
         condition_grid: Optional[torch.LongTensor],
         unconditional_prefix: Optional[torch.LongTensor],
-        guidance_scale: float,
-        processors,
-    ) -> torch.LongTensor:
+        sampler: ImageTokenSampler,
+        callback: Optional[TokenCallback] = None,
+    ) -> Tuple[torch.LongTensor, int]:
         """
         Fill a (B, h, w) raster grid larger than the prior's training window, cell by cell from raster
         index `start`: each cell is sampled from a window of the training size around it (the original's
         high-resolution scheme); the cell's logits come from the last of the window's tokens before it.
 
-        While the window stays put, each step only appends the previous cell to the window's KV cache;
-        when the window moves, its tokens are different positions of a new sequence, so the window is
-        fed in full again.
+        Each cell is one [`ImageTokenSampler`] step (the same step as the cached path's). While the window
+        stays put, a step only appends the previous cell to the window's KV cache; when the window moves,
+        its tokens are different positions of a new sequence, so the window is fed in full again.
 
         `prefix` (B, P) is the class / start token; for spatial models `condition_grid` (B, h, w) holds
         the condition tokens (already offset), cropped with the same window.
+
+        Returns the grid and the number of raster cells filled (`h * w` unless interrupted).
         """
         height, width = grid.shape[1:]
+        flat = grid.view(grid.shape[0], -1)  # the callback's tokens so far: raster order is generation order
         window_h, window_w = min(height, self.latent_window), min(width, self.latent_window)
         cache, cached = None, None  # the window's KV cache and the (top, left, length) it holds
         with self.progress_bar(total=height * width - start) as progress_bar:
@@ -638,21 +676,24 @@ class TamingPipeline(DiffusionPipeline):
                     condition = condition_grid[:, top : top + window_h, left : left + window_w]
                     prefix = condition.reshape(grid.shape[0], -1)
                 input_ids = torch.cat([prefix, before], dim=1)
-                model_ids = input_ids
-                if guidance_scale != 1.0:  # conditional and null-class rows in one batch
-                    model_ids = torch.cat([input_ids, torch.cat([unconditional_prefix, before], dim=1)])
+                null_ids = None if unconditional_prefix is None else torch.cat([unconditional_prefix, before], dim=1)
+                model_ids = sampler.model_inputs(input_ids, null_ids)
                 if cached == (top, left, input_ids.shape[1] - 1):
                     model_ids = model_ids[:, -1:]
                 else:
-                    cache = None
-                output = self.transformer(model_ids, past_key_values=cache, use_cache=True)
-                cache, cached = output.past_key_values, (top, left, input_ids.shape[1])
-                scores = output.logits[:, -1]
-                if guidance_scale != 1.0:
-                    scores = guided_log_probs(*scores.chunk(2), guidance_scale)
-                grid[:, row, col] = processors(input_ids, scores.float()).argmax(dim=-1)
+                    cache = sampler.new_cache()
+                grid[:, row, col] = sampler(model_ids, cache)
+                cached = (top, left, input_ids.shape[1])
                 progress_bar.update(1)
-        return grid
+                if callback is not None:
+                    so_far = flat[:, : position + 1]
+                    replacement, stop = callback(position - start, position, so_far)
+                    if replacement is not None and replacement is not so_far:
+                        so_far.copy_(replacement)
+                        cached = None  # the window's cached tokens may have changed
+                    if stop:
+                        return grid, position + 1
+        return grid, height * width
 
     # ------------------------------------------------------------------------------ sampling defaults
 
@@ -760,11 +801,14 @@ class TamingPipeline(DiffusionPipeline):
         grid_size: Tuple[int, int],
         settings: SamplingSettings,
         generator: GeneratorType,
+        callback_on_step_end: Optional[Callable] = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("tokens",),
     ) -> torch.LongTensor:
         """
         Sample the `(rows, h, w)` code grid (`h, w = grid_size`) after the condition, keeping the first
         `num_rows_to_keep` rows of `kept_grid`: in one pass with the KV cache when the grid fits the prior's
-        window, else with a sliding window.
+        window, else with a sliding window. Both run one [`ImageTokenSampler`] step per token. Cells left
+        unsampled by an interrupt are -1.
         """
         device = self._execution_device
         layout = self.layout
@@ -775,17 +819,20 @@ class TamingPipeline(DiffusionPipeline):
         null_prefix = None
         if settings.guidance_scale != 1.0:
             null_prefix = torch.full((rows, 1), layout.null_class_token_id, dtype=torch.long, device=device)
-        processors = build_logits_processors(
+        sampler = ImageTokenSampler(
+            self.transformer,
             layout.num_image_codes,
-            self.transformer.config.vocab_size,
-            top_k=settings.top_k,
-            top_p=settings.top_p,
-            temperature=settings.temperature,
-            generator=generator,
-            device=device,
+            rows,
+            settings.top_k,
+            settings.top_p,
+            settings.temperature,
+            settings.guidance_scale,
+            generator,
+            device,
         )
+        order = check_token_order(self.config.token_order, num_tokens)
+        callback = self._token_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, order)
         if grid_h <= self.latent_window and grid_w <= self.latent_window:
-            order = check_token_order(self.config.token_order, num_tokens)
             prompt_ids = start_tokens if condition_grid is None else condition_grid.reshape(rows, -1)
             kept_tokens = torch.zeros(rows, 0, dtype=torch.long)
             if kept_grid is not None:
@@ -795,22 +842,26 @@ class TamingPipeline(DiffusionPipeline):
                 kept_tokens.to(device),
                 num_tokens,
                 null_prefix,
-                settings.guidance_scale,
-                processors,
+                sampler,
+                callback,
             )
+            if generated.shape[1] < num_tokens:  # interrupted: the cells not sampled are -1
+                generated = F.pad(generated, (0, num_tokens - generated.shape[1]), value=-1)
             return to_raster_order(generated, order).reshape(rows, grid_h, grid_w)
         grid = torch.zeros(rows, grid_h, grid_w, dtype=torch.long, device=device)
         if kept_grid is not None:
             grid[:, :num_rows_to_keep] = kept_grid[:, :num_rows_to_keep].to(device)
-        return self._sliding_window(
+        indices, filled = self._sliding_window(
             grid,
             num_kept,
             None if start_tokens is None else start_tokens.to(device),
             None if condition_grid is None else condition_grid.to(device),
             null_prefix,
-            settings.guidance_scale,
-            processors,
+            sampler,
+            callback,
         )
+        indices.view(rows, -1)[:, filled:] = -1  # interrupted: the cells not sampled are -1
+        return indices
 
     def decode_latents(
         self, indices: torch.LongTensor, output_type: str = "pil"
@@ -818,7 +869,8 @@ class TamingPipeline(DiffusionPipeline):
         """Decode `(B, h, w)` code indices to images of `output_type` (`"latent"` returns the indices)."""
         if output_type == "latent":
             return indices
-        pixels = self.vqgan.decode_indices(indices.to(self._execution_device))
+        # cells an interrupt left unsampled (-1) decode as code 0
+        pixels = self.vqgan.decode_indices(indices.clamp(min=0).to(self._execution_device))
         return self.image_processor.postprocess(pixels, output_type=output_type)
 
     @torch.no_grad()
@@ -839,6 +891,8 @@ class TamingPipeline(DiffusionPipeline):
         generator: GeneratorType = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Optional[Union[Callable, PipelineCallback, MultiPipelineCallbacks]] = None,
+        callback_on_step_end_tensor_inputs: Union[List[str], Tuple[str, ...]] = ("tokens",),
     ) -> Union[TamingPipelineOutput, Tuple]:
         r"""
         Sample images.
@@ -898,12 +952,25 @@ class TamingPipeline(DiffusionPipeline):
                 `"pil"`, `"np"`, `"pt"` or `"latent"` (the `(B, h, w)` index grids).
             return_dict (`bool`, defaults to `True`):
                 Return a [`TamingPipelineOutput`] instead of a tuple `(images, indices)`.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
+                Called after each sampled token (all rows at once) as
+                `callback_on_step_end(pipe, step, token_position, callback_kwargs)`: `step` counts sampled tokens
+                from 0, `token_position` is the token's raster position in the latent grid, and
+                `callback_kwargs["tokens"]` is the `(B, t)` tokens so far in generation order (given ones of
+                `image` included). It returns a dict (or `None`); a `"tokens"` entry of the same shape replaces
+                the tokens so far, and sampling goes on from them. Setting `pipe._interrupt = True` stops sampling
+                after this token: the cells not sampled yet are -1 in `indices` (and decode as code 0).
+            callback_on_step_end_tensor_inputs (`List[str]`, defaults to `("tokens",)`):
+                The tensors passed in `callback_kwargs`, from `pipe._callback_tensor_inputs`.
 
         Returns:
             [`TamingPipelineOutput`] or `tuple`: `images` (see `output_type`) and the sampled `indices` of shape
             `(B, h, w)`; a tuple `(images, indices)` when `return_dict=False`.
         """
         # 1. Check inputs and resolve the sampling settings (call arguments > the model's defaults).
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs)
         self.check_inputs(
             class_labels=class_labels,
             batch_size=batch_size,
@@ -942,8 +1009,17 @@ class TamingPipeline(DiffusionPipeline):
             num_rows_to_keep = grid_size[0] // 2 if kept_grid is not None else 0
 
         # 4. Sample the code grid.
+        self._guidance_scale, self._interrupt = settings.guidance_scale, False
         indices = self.sample_indices(
-            start_tokens, condition_grid, kept_grid, num_rows_to_keep, grid_size, settings, generator
+            start_tokens,
+            condition_grid,
+            kept_grid,
+            num_rows_to_keep,
+            grid_size,
+            settings,
+            generator,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
         )
 
         # 5. Decode, free offloaded models, return.
