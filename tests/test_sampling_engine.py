@@ -192,7 +192,7 @@ def test_callback_sees_every_token_with_its_raster_position():
     seen = []
 
     def callback(pipe, step, position, callback_kwargs):
-        seen.append((step, position, callback_kwargs["tokens"].clone()))
+        seen.append((step, position, callback_kwargs["latents"].clone()))
         return callback_kwargs
 
     indices = latent(pipe, batch_size=2, generator=seeded(1), callback_on_step_end=callback)
@@ -208,7 +208,7 @@ def test_callback_replacing_tokens_continues_from_them():
     forced = torch.tensor([[3, 1, 4, 1, 5]])
 
     def callback(pipe, step, position, callback_kwargs):
-        return {"tokens": forced} if step == 4 else {}
+        return {"latents": forced} if step == 4 else {}
 
     indices = latent(pipe, top_k=1, callback_on_step_end=callback).reshape(1, -1)
     sos = torch.tensor([[pipe.config.sos_token_id]])
@@ -220,8 +220,8 @@ def test_callback_replacing_tokens_in_the_sliding_window():
     pipe = make_pipeline()
 
     def callback(pipe, step, position, callback_kwargs):
-        tokens = callback_kwargs["tokens"]
-        return {"tokens": torch.full_like(tokens, 7)} if position == 20 else None
+        tokens = callback_kwargs["latents"]
+        return {"latents": torch.full_like(tokens, 7)} if position == 20 else None
 
     indices = latent(pipe, height=12, width=12, top_k=1, callback_on_step_end=callback)
     assert (indices.reshape(1, -1)[:, :21] == 7).all()
@@ -254,12 +254,32 @@ def test_guidance_scale_property_is_the_calls_scale():
     assert scales == [1.5] * 16 and pipe.guidance_scale == 1.5
 
 
+def test_callback_can_change_the_guidance_scale_between_tokens(monkeypatch):
+    pipe = make_pipeline("class", with_null=True)
+    used = []
+    original = ImageTokenSampler.scores
+
+    def spy(self, logits):
+        used.append(self.guidance_scale)
+        return original(self, logits)
+
+    def raise_scale(pipe, step, position, callback_kwargs):
+        pipe._guidance_scale += 1.0
+        return callback_kwargs
+
+    monkeypatch.setattr(ImageTokenSampler, "scores", spy)
+    latent(pipe, class_labels=[1], guidance_scale=1.5, callback_on_step_end=raise_scale)
+    assert pipe.num_timesteps == 16
+    assert used == [1.5 + step for step in range(16)]
+    assert pipe.guidance_scale == 1.5 + pipe.num_timesteps
+
+
 def test_rejects_unknown_callback_tensor_inputs():
     with pytest.raises(
         ValueError,
-        match=r"callback_on_step_end_tensor_inputs must be a list of names from \['tokens'\], got \['latents'\]\.",
+        match=r"callback_on_step_end_tensor_inputs must be a list of names from \['latents'\], got \['tokens'\]\.",
     ):
-        make_pipeline()(callback_on_step_end=lambda *args: None, callback_on_step_end_tensor_inputs=["latents"])
+        make_pipeline()(callback_on_step_end=lambda *args: None, callback_on_step_end_tensor_inputs=["tokens"])
 
 
 def test_rejects_a_callback_that_is_not_callable():
@@ -276,7 +296,7 @@ def test_rejects_a_callback_that_returns_no_dict():
 
 def test_rejects_replacement_tokens_of_another_shape():
     def callback(pipe, step, position, callback_kwargs):
-        return {"tokens": torch.zeros(1, 3, dtype=torch.long)}
+        return {"latents": torch.zeros(1, 3, dtype=torch.long)}
 
     message = r"callback_on_step_end returned tokens \(1, 3\); expected a tensor of the shape \(1, 1\) of the tokens"
     with pytest.raises(ValueError, match=message):
@@ -285,7 +305,7 @@ def test_rejects_replacement_tokens_of_another_shape():
 
 def test_rejects_replacement_tokens_that_are_not_integers():
     def callback(pipe, step, position, callback_kwargs):
-        return {"tokens": callback_kwargs["tokens"].float()}
+        return {"latents": callback_kwargs["latents"].float()}
 
     with pytest.raises(
         ValueError, match=r"callback_on_step_end must return integer tokens, got dtype torch.float32\."
@@ -295,7 +315,7 @@ def test_rejects_replacement_tokens_that_are_not_integers():
 
 def test_rejects_replacement_tokens_outside_the_image_codes():
     def callback(pipe, step, position, callback_kwargs):
-        return {"tokens": torch.full_like(callback_kwargs["tokens"], K)}
+        return {"latents": torch.full_like(callback_kwargs["latents"], K)}
 
     with pytest.raises(
         ValueError, match=rf"callback_on_step_end returned tokens in \[{K}, {K}\]; image codes lie in \[0, {K}\)\."
@@ -307,10 +327,10 @@ def test_diffusers_pipeline_callbacks_are_accepted():
     from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
     class Recorder(PipelineCallback):
-        tensor_inputs = ["tokens"]
+        tensor_inputs = ["latents"]
 
         def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
-            self.seen = getattr(self, "seen", []) + [(step_index, callback_kwargs["tokens"].shape[1])]
+            self.seen = getattr(self, "seen", []) + [(step_index, callback_kwargs["latents"].shape[1])]
             return callback_kwargs
 
     first, second = Recorder(), Recorder()

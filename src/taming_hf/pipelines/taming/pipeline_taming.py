@@ -116,7 +116,7 @@ class TamingPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "transformer->vqgan"
     _optional_components = ["condition_vqgan"]
-    _callback_tensor_inputs = ["tokens"]
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(
         self,
@@ -558,6 +558,11 @@ class TamingPipeline(DiffusionPipeline):
         return getattr(self, "_guidance_scale", 1.0)
 
     @property
+    def num_timesteps(self) -> int:
+        """The number of tokens the current (or last) call samples: one callback step each."""
+        return getattr(self, "_num_timesteps", 0)
+
+    @property
     def interrupt(self) -> bool:
         """Set `pipe._interrupt = True` in a `callback_on_step_end` to stop sampling after that token."""
         return getattr(self, "_interrupt", False)
@@ -577,12 +582,17 @@ class TamingPipeline(DiffusionPipeline):
             )
 
     def _token_callback(
-        self, callback_on_step_end, tensor_inputs: List[str], order: Optional[torch.LongTensor]
+        self,
+        callback_on_step_end,
+        tensor_inputs: List[str],
+        order: Optional[torch.LongTensor],
+        sampler: ImageTokenSampler,
     ) -> Optional[TokenCallback]:
         """
         Adapt `callback_on_step_end(pipe, step, token_position, callback_kwargs)` to the sampling loops'
         `(step, index, tokens) -> (replacement, stop)`: `token_position` is the raster position of the token
-        just sampled (generation `index` through the token order), and `stop` is `pipe.interrupt`.
+        just sampled (generation `index` through the token order), and `stop` is `pipe.interrupt`. A guidance
+        scale the callback sets (`pipe._guidance_scale`) applies from the next token on.
         """
         if callback_on_step_end is None:
             return None
@@ -591,13 +601,15 @@ class TamingPipeline(DiffusionPipeline):
 
         def on_token(step: int, index: int, tokens: torch.LongTensor):
             position = index if positions is None else positions[index]
-            callback_kwargs = {"tokens": tokens} if "tokens" in tensor_inputs else {}
+            callback_kwargs = {"latents": tokens} if "latents" in tensor_inputs else {}
             outputs = callback_on_step_end(self, step, position, callback_kwargs)
+            if sampler.guided:
+                sampler.guidance_scale = self.guidance_scale
             if outputs is not None and not isinstance(outputs, dict):
                 raise ValueError(
                     f"callback_on_step_end must return a dict of tensors (or None), got {type(outputs).__name__}."
                 )
-            replacement = None if outputs is None else outputs.get("tokens")
+            replacement = None if outputs is None else outputs.get("latents")
             if replacement is not None and replacement is not tokens:
                 if not isinstance(replacement, torch.Tensor) or replacement.shape != tokens.shape:
                     shape = tuple(replacement.shape) if isinstance(replacement, torch.Tensor) else replacement
@@ -802,7 +814,7 @@ class TamingPipeline(DiffusionPipeline):
         settings: SamplingSettings,
         generator: GeneratorType,
         callback_on_step_end: Optional[Callable] = None,
-        callback_on_step_end_tensor_inputs: Sequence[str] = ("tokens",),
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> torch.LongTensor:
         """
         Sample the `(rows, h, w)` code grid (`h, w = grid_size`) after the condition, keeping the first
@@ -831,7 +843,8 @@ class TamingPipeline(DiffusionPipeline):
             device,
         )
         order = check_token_order(self.config.token_order, num_tokens)
-        callback = self._token_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, order)
+        self._num_timesteps = num_tokens - num_kept
+        callback = self._token_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, order, sampler)
         if grid_h <= self.latent_window and grid_w <= self.latent_window:
             prompt_ids = start_tokens if condition_grid is None else condition_grid.reshape(rows, -1)
             kept_tokens = torch.zeros(rows, 0, dtype=torch.long)
@@ -892,7 +905,7 @@ class TamingPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Optional[Union[Callable, PipelineCallback, MultiPipelineCallbacks]] = None,
-        callback_on_step_end_tensor_inputs: Union[List[str], Tuple[str, ...]] = ("tokens",),
+        callback_on_step_end_tensor_inputs: Union[List[str], Tuple[str, ...]] = ("latents",),
     ) -> Union[TamingPipelineOutput, Tuple]:
         r"""
         Sample images.
@@ -956,11 +969,11 @@ class TamingPipeline(DiffusionPipeline):
                 Called after each sampled token (all rows at once) as
                 `callback_on_step_end(pipe, step, token_position, callback_kwargs)`: `step` counts sampled tokens
                 from 0, `token_position` is the token's raster position in the latent grid, and
-                `callback_kwargs["tokens"]` is the `(B, t)` tokens so far in generation order (given ones of
-                `image` included). It returns a dict (or `None`); a `"tokens"` entry of the same shape replaces
+                `callback_kwargs["latents"]` is the `(B, t)` image tokens so far in generation order (given ones of
+                `image` included). It returns a dict (or `None`); a `"latents"` entry of the same shape replaces
                 the tokens so far, and sampling goes on from them. Setting `pipe._interrupt = True` stops sampling
                 after this token: the cells not sampled yet are -1 in `indices` (and decode as code 0).
-            callback_on_step_end_tensor_inputs (`List[str]`, defaults to `("tokens",)`):
+            callback_on_step_end_tensor_inputs (`List[str]`, defaults to `("latents",)`):
                 The tensors passed in `callback_kwargs`, from `pipe._callback_tensor_inputs`.
 
         Returns:

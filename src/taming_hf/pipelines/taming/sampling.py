@@ -232,6 +232,9 @@ class ImageTokenSampler:
         self.top_p = TopPLogitsWarper(top_p) if top_p is not None and top_p < 1.0 else None
         self.temperature = temperature
         self.guidance_scale = guidance_scale
+        # Fixed for the whole call: whether the null-class rows run. The scale itself may change between steps
+        # (a callback setting `pipe._guidance_scale`), the batch layout may not.
+        self.guided = guidance_scale != 1.0
         self.generator = generator
         self.device = torch.device(device) if device is not None else model.device
         # One Exp(1) buffer of the full vocabulary, refilled in place every step: the draws equal
@@ -240,10 +243,6 @@ class ImageTokenSampler:
             generator[0].device if isinstance(generator, list) else getattr(generator, "device", self.device)
         )
         self._exponential = torch.empty(batch_size, self.vocab_size, device=noise_device)
-
-    @property
-    def guided(self) -> bool:
-        return self.guidance_scale != 1.0
 
     def new_cache(self) -> DynamicCache:
         return DynamicCache(config=self.model.config)
