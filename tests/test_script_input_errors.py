@@ -12,12 +12,12 @@ import datasets
 import numpy as np
 import PIL.Image
 import pytest
-import torch
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
-from taming_hf import VQGANConfig, VQGANImageProcessor, VQGANModel
+from taming_hf import VQGANImageProcessor
 from taming_hf.pipelines.taming import TokenLayout
 from taming_hf.training.prior_data import encode_dataset
+from test_loading_errors import tiny_vqgan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,20 +140,7 @@ def test_train_transformer_names_truncated_image(train_transformer, tmp_path):
     args.validation_fraction = 0.25
     train, held_out = train_transformer.load_splits(args)
     images = datasets.concatenate_datasets([train, held_out])  # the broken file is in one of the two
-    torch.manual_seed(0)
-    config = VQGANConfig(
-        embed_dim=4,
-        num_embeddings=16,
-        latent_channels=4,
-        resolution=16,
-        in_channels=1,
-        out_channels=1,
-        base_channels=32,
-        channel_multiplier=[1, 1],
-        num_res_blocks=1,
-        attn_resolutions=[],
-    )
-    vqgan, processor = VQGANModel(config).eval(), VQGANImageProcessor(resolution=16, num_channels=1)
+    vqgan, processor = tiny_vqgan(), VQGANImageProcessor(resolution=16, num_channels=1)
     with pytest.raises(ValueError, match=re.escape(f"Cannot decode image {broken}: OSError: image file is truncated")):
         encode_dataset(train_transformer.prepare_images(images, args), vqgan, processor)
 

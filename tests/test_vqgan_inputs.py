@@ -11,21 +11,7 @@ from transformers import AutoConfig
 
 from taming_hf import VQGANConfig, VQGANImageProcessor, VQGANModel
 from taming_hf.models.vqgan import image_processing_vqgan
-
-
-def tiny_config(**overrides) -> VQGANConfig:
-    params = dict(
-        base_channels=32,
-        channel_multiplier=[1, 2],
-        num_res_blocks=1,
-        attn_resolutions=[8],
-        resolution=16,
-        latent_channels=8,
-        embed_dim=4,
-        num_embeddings=16,
-    )
-    params.update(overrides)
-    return VQGANConfig(**params)
+from test_modeling_vqgan import tiny_config
 
 
 @pytest.fixture
