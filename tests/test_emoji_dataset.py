@@ -18,9 +18,9 @@ import PIL.Image
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
-from original_taming import running_in_ci
 
 import taming_hf
+from original_taming import running_in_ci
 from taming_hf.data import emoji
 from taming_hf.training.data import load_image_dataset, load_labeled_images
 
