@@ -21,6 +21,7 @@ from datasets import Dataset, DatasetDict
 
 import taming_hf
 from original_taming import running_in_ci
+from taming_hf import VQGANModel
 from taming_hf.data import emoji
 from taming_hf.training.data import load_image_dataset, load_labeled_images
 
@@ -371,6 +372,27 @@ def test_load_labeled_images_without_labels(fake_sources, tmp_path, monkeypatch)
     images, labels, names = load_labeled_images("emoji", "test", label_column=None, resolution=32, num_channels=3)
     assert images.shape == (2, 3, 32, 32) and labels is None and names is None
     assert torch.allclose(images[0, :, :28, :14], torch.ones(3, 28, 14))  # white in [-1, 1] (row 31: the grey pixel)
+
+
+def test_evaluate_script_measures_a_vqgan_on_emoji_without_a_classifier(fake_sources, tmp_path, monkeypatch):
+    from test_modeling_vqgan import tiny_config
+    from test_sample_evaluate_scripts import load_script
+
+    cache = tmp_path / "cache"
+    emoji.load_emoji_dataset(cache_dir=cache, sources_dir=fake_sources)
+    monkeypatch.setattr(emoji, "default_cache_dir", lambda: str(cache))
+    torch.manual_seed(0)
+    VQGANModel(tiny_config(resolution=32, in_channels=3, out_channels=3)).save_pretrained(tmp_path / "vqgan")
+    evaluate = load_script("evaluate")
+    argv = ["--vqgan", str(tmp_path / "vqgan"), "--classifier", "none", "--dataset_name", "emoji"]
+    argv += ["--no_lpips", "--no_inception_fid", "--output_dir", str(tmp_path / "eval")]
+    results = evaluate.main(evaluate.parse_args(argv))
+    assert (results["dataset"], results["split"], results["num_images"]) == ("emoji", "test", 2)
+    assert "classifier" not in results
+    metrics = results["reconstruction"]["vqgan"]
+    assert metrics["psnr"] > 0 and 0 < metrics["codebook_usage"] <= 1 and "feature_fid" not in metrics
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(argv + ["--pipeline", str(tmp_path / "pipe")])
 
 
 def test_command_line_builds_the_cache(fake_sources, tmp_path, capsys):
