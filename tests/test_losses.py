@@ -62,7 +62,7 @@ def test_generator_loss_before_and_after_disc_start():
     before, inputs, reconstructions, _, _ = _toy_autoencoder_step(loss_fn, step=4)
     l1 = (inputs - reconstructions).abs().mean()
     assert before.loss.item() == pytest.approx(l1.item() + 2.0 * 0.3, rel=1e-6)
-    assert before.logs["disc_factor"] == 0.0 and before.logs["d_weight"] == 0.0
+    assert before.terms["disc_factor"] == 0.0 and before.terms["d_weight"] == 0.0
 
     after, inputs, reconstructions, logits_fake, last = _toy_autoencoder_step(loss_fn, step=5)
     rec = (inputs - reconstructions).abs().mean()
@@ -70,7 +70,7 @@ def test_generator_loss_before_and_after_disc_start():
     rec_grad = torch.autograd.grad(rec, last, retain_graph=True)[0].norm()
     g_grad = torch.autograd.grad(g, last, retain_graph=True)[0].norm()
     d_weight = 0.8 * (rec_grad / (g_grad + 1e-4)).clamp(0, 1e4)
-    assert after.logs["d_weight"] == pytest.approx(d_weight.item(), rel=1e-5)
+    assert after.terms["d_weight"] == pytest.approx(d_weight.item(), rel=1e-5)
     assert after.loss.item() == pytest.approx((rec + 2.0 * 0.3 + d_weight * g).item(), rel=1e-5)
 
 

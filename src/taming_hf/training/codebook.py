@@ -25,15 +25,21 @@ class CodebookUsageTracker:
         self.history = deque(maxlen=window)
 
     def update(self, indices: torch.Tensor) -> None:
-        """Record a batch of indices of any shape (e.g. (B, h, w), gathered from all ranks)."""
-        counts = torch.bincount(indices.detach().flatten().long().cpu(), minlength=self.num_embeddings)
-        self.history.append(counts)
+        """Record a batch of indices of any shape (e.g. (B, h, w), gathered from all ranks).
+
+        The counts stay on the indices' device (`index_add_`, unlike `bincount`, needs no host sync),
+        so a training step can record every batch and read the window back only when it logs.
+        """
+        flat = indices.detach().flatten().long()
+        counts = torch.zeros(self.num_embeddings, dtype=torch.long, device=flat.device)
+        self.history.append(counts.index_add_(0, flat, torch.ones_like(flat)))
 
     def counts(self) -> torch.Tensor:
-        """(num_embeddings,) counts over the window."""
+        """(num_embeddings,) counts over the window, on the CPU."""
         if not self.history:
             return torch.zeros(self.num_embeddings, dtype=torch.long)
-        return torch.stack(list(self.history)).sum(dim=0)
+        device = self.history[-1].device
+        return torch.stack([counts.to(device) for counts in self.history]).sum(dim=0).cpu()
 
     def dead_codes(self) -> torch.Tensor:
         """(num_dead,) indices of codes not chosen in the window."""
@@ -47,7 +53,8 @@ class CodebookUsageTracker:
         self.history.clear()
 
     def state_dict(self) -> Dict:
-        return {"num_embeddings": self.num_embeddings, "window": self.window, "history": list(self.history)}
+        history = [counts.cpu() for counts in self.history]
+        return {"num_embeddings": self.num_embeddings, "window": self.window, "history": history}
 
     def load_state_dict(self, state: Dict) -> None:
         self.num_embeddings, self.window = state["num_embeddings"], state["window"]
