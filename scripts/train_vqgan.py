@@ -43,6 +43,7 @@ from taming_hf.training import (
     PatchGANDiscriminatorConfig,
     VQGANLoss,
     collate_fn,
+    copy_rows_to_ema,
     load_image_dataset,
     reseed_dead_codes,
     save_checkpoint,
@@ -130,10 +131,36 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument(
         "--disc_factor", type=float, default=1.0, help="Weight of the GAN terms once the discriminator is on."
     )
-    parser.add_argument("--disc_start", type=int, default=10000, help="Step at which the discriminator turns on.")
     parser.add_argument(
-        "--disc_loss", type=str, default="hinge", choices=["hinge", "vanilla"], help="The discriminator's loss."
+        "--disc_start",
+        type=int,
+        default=None,
+        help="Step at which the discriminator starts training; default: a third of the training steps "
+        "(the original: 10000 or more, fixed).",
     )
+    parser.add_argument(
+        "--disc_warmup_steps",
+        type=int,
+        default=None,
+        help="The generator's adversarial term ramps from 0 to full over this many steps after --disc_start, "
+        "while the discriminator trains at full strength; default: a tenth of the training steps (0: the "
+        "original's hard switch).",
+    )
+    parser.add_argument(
+        "--disc_loss",
+        type=str,
+        default="hinge",
+        choices=["hinge", "vanilla", "non_saturating"],
+        help="hinge (the original's default), vanilla (logistic D loss, generator -mean D, the original's "
+        "other choice) or non_saturating (logistic D loss, generator mean softplus(-D)).",
+    )
+    parser.add_argument(
+        "--lecam_weight",
+        type=float,
+        default=0.0,
+        help="Weight of LeCam regularisation of the discriminator (Tseng et al. 2021; 0: off, as the original).",
+    )
+    parser.add_argument("--lecam_decay", type=float, default=0.99, help="Decay of LeCam's logit averages.")
     parser.add_argument(
         "--reconstruction_loss",
         type=str,
@@ -151,8 +178,8 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument(
         "--codebook_reseed_steps",
         type=int,
-        default=0,
-        help="Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off).",
+        default=100,
+        help="Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off, the original).",
     )
     # Optimisation
     parser.add_argument("--train_batch_size", type=int, default=4, help="Per device.")
@@ -168,12 +195,25 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument(
         "--gradient_checkpointing", action="store_true", help="Recompute activations in backward to save memory."
     )
-    parser.add_argument("--learning_rate", type=float, default=4.5e-6, help="Autoencoder learning rate.")
-    parser.add_argument("--disc_learning_rate", type=float, default=None, help="Default: --learning_rate.")
+    parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=4.5e-6,
+        help="Per-sample base rate of the autoencoder (the original's); multiplied by the total batch size "
+        "unless --no-scale_lr.",
+    )
+    parser.add_argument(
+        "--disc_learning_rate",
+        type=float,
+        default=None,
+        help="Base rate of the discriminator; default: --learning_rate.",
+    )
     parser.add_argument(
         "--scale_lr",
-        action="store_true",
-        help="Multiply learning rates by accumulation steps x batch size x processes (as taming).",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Multiply the rates by accumulation steps x batch size x processes, as the original does (default); "
+        "--no-scale_lr uses them as given.",
     )
     parser.add_argument(
         "--lr_scheduler", type=str, default="constant", help="A diffusers scheduler name (constant, cosine, ...)."
@@ -238,6 +278,9 @@ def parse_args(input_args=None) -> argparse.Namespace:
         parser.error("Pass --dataset_name or --train_data_dir.")
     if args.pretrained_model_name_or_path and args.model_config_name_or_path:
         parser.error("Pass --pretrained_model_name_or_path or --model_config_name_or_path, not both.")
+    for flag in ("disc_start", "disc_warmup_steps", "codebook_reseed_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            parser.error(f"--{flag} must be >= 0, got {getattr(args, flag)}.")
     for flag in ("logging_steps", "checkpointing_steps", "validation_steps"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
@@ -306,6 +349,14 @@ def build_datasets(args, accelerator, num_channels: int):
     else:
         dataset = add_row_index(dataset).with_transform(make_preprocess_fn(train_transform, args.image_column))
     return dataset, validation_images, train_transform
+
+
+def gan_schedule(args, max_train_steps: int):
+    """(disc_start, disc_warmup_steps): the flags, or a third and a tenth of the training steps by default, so a
+    run of any length gets an adversarial phase for its last two thirds."""
+    disc_start = max_train_steps // 3 if args.disc_start is None else args.disc_start
+    disc_warmup_steps = max_train_steps // 10 if args.disc_warmup_steps is None else args.disc_warmup_steps
+    return disc_start, disc_warmup_steps
 
 
 def no_batch_message(args) -> str:
@@ -422,15 +473,6 @@ def main(args) -> None:
         )
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    loss_fn = VQGANLoss(
-        args.perceptual_weight,
-        args.codebook_weight,
-        args.disc_weight,
-        args.disc_factor,
-        args.disc_start,
-        args.disc_loss,
-        reconstruction_loss=args.reconstruction_loss,
-    ).to(accelerator.device)
     ema_model = None
     if args.use_ema:
         ema_model = EMAModel(model.parameters(), decay=args.ema_decay, model_cls=VQGANModel, model_config=model.config)
@@ -470,6 +512,19 @@ def main(args) -> None:
             len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
     max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    disc_start, disc_warmup_steps = gan_schedule(args, max_train_steps)
+    loss_fn = VQGANLoss(
+        perceptual_weight=args.perceptual_weight,
+        codebook_weight=args.codebook_weight,
+        disc_weight=args.disc_weight,
+        disc_factor=args.disc_factor,
+        disc_start=disc_start,
+        disc_loss=args.disc_loss,
+        reconstruction_loss=args.reconstruction_loss,
+        disc_warmup_steps=disc_warmup_steps,
+        lecam_weight=args.lecam_weight,
+        lecam_decay=args.lecam_decay,
+    ).to(accelerator.device)
     # A stream is passed over as often as it takes; ranks with uneven shards just start their next pass.
     num_train_epochs = sys.maxsize if streaming else math.ceil(max_train_steps / num_update_steps_per_epoch)
     lr_scheduler, disc_lr_scheduler = (
@@ -499,6 +554,8 @@ def main(args) -> None:
         num_embeddings, max(args.codebook_reseed_steps, 1) * args.gradient_accumulation_steps
     )
     extra_state = {"codebook_usage": usage, "codebook_reseed_window": reseed_window}
+    if loss_fn.lecam is not None:
+        extra_state["lecam"] = loss_fn.lecam
     if ema_model is not None:
         ema_model.to(accelerator.device)
         extra_state["ema"] = ema_model
@@ -514,6 +571,7 @@ def main(args) -> None:
     )
     logger.info(f"  Batch size per device = {args.train_batch_size}, total = {total_batch_size}")
     logger.info(f"  Total optimization steps = {max_train_steps}, lr = {lr:g}, disc lr = {disc_lr:g}")
+    logger.info(f"  Discriminator from step {disc_start}, generator term ramped in over {disc_warmup_steps} steps")
 
     # Built before a resume restores the RNG states: building metric networks draws random initial weights.
     metrics_fn = functools.partial(
@@ -693,6 +751,9 @@ def train_step(components: TrainingComponents, pixel_values: torch.Tensor, globa
         disc = c.loss_fn.discriminator_loss(logits_real, logits_fake, global_step)
         optimize(c.accelerator, disc.loss, c.discriminator, c.disc_optimizer, None, c.max_grad_norm)
         terms.update(disc.terms)
+        if c.loss_fn.lecam is not None:  # averaged over processes, so every process keeps the same averages
+            means = c.accelerator.reduce(torch.stack([disc.terms["logits_real"], disc.terms["logits_fake"]]), "mean")
+            c.loss_fn.update_lecam(means[0], means[1])
     c.disc_lr_scheduler.step()  # every step, so both schedules stay aligned with global_step
     return StepResult(terms=terms, indices=output.indices.detach(), latents=output.latents.detach())
 
@@ -709,15 +770,19 @@ def optimize(accelerator, loss, model, optimizer, lr_scheduler, max_grad_norm: O
 
 
 def reseed(args, accelerator, model, optimizer, ema_model, reseed_window, latents, global_step) -> int:
-    """Re-seed codes unused since the last re-seed from encoder outputs gathered from all ranks."""
-    latents = accelerator.gather(latents.float().contiguous())
+    """Re-seed codes unused since the last re-seed from encoder outputs gathered from all ranks.
+
+    `latents` (B, embed_dim, h, w) are mapped to the lookup space first (`quantize.project`: the low-dimensional,
+    normalised space of factorised codes), so a re-seeded code is one the encoder can actually reach.
+    """
+    with torch.no_grad():
+        vectors = model.quantize.project(accelerator.gather(latents.float().contiguous()))
     dead = reseed_window.dead_codes()
     generator = torch.Generator().manual_seed(args.seed + global_step)  # identical on every rank
     codebook = model.get_codebook()
-    count = reseed_dead_codes(codebook, dead, latents, generator, optimizer.optimizer)
+    count = reseed_dead_codes(codebook, dead, vectors, generator, getattr(optimizer, "optimizer", optimizer))
     if ema_model is not None and count:
-        position = [p is codebook for p in model.parameters()].index(True)
-        ema_model.shadow_params[position].data[dead] = codebook.data[dead].to(ema_model.shadow_params[position].device)
+        copy_rows_to_ema(model, ema_model, model.codebook_parameter_name, dead)
     reseed_window.reset()
     return count
 

@@ -189,6 +189,46 @@ def test_reseed_dead_codes_copies_encoder_outputs_and_resets_adam_moments():
     assert optimizer.state[codebook]["exp_avg"][alive].abs().sum() > 0
 
 
+# ----------------------------------------------------------------------------- the script's defaults and its step
+
+
+def _script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import train_vqgan
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return train_vqgan
+
+
+def test_defaults_train_out_of_the_box():
+    script = _script()
+    args = script.parse_args(["--dataset_name", "fashion_mnist"])
+    assert args.scale_lr and args.learning_rate == 4.5e-6  # 7.2e-5 at batch 16, as the original scales it
+    assert args.codebook_reseed_steps == 100 and args.disc_loss == "hinge"
+    assert (args.seed, args.report_to) == (42, "none")  # as train_transformer.py
+    assert script.gan_schedule(args, 900) == (300, 90)  # a third, a tenth of the run
+    original = script.parse_args(["--dataset_name", "x", "--disc_start", "10000", "--disc_warmup_steps", "0"])
+    assert (
+        script.gan_schedule(original, 900) == (10000, 0)
+        and not script.parse_args(["--dataset_name", "x", "--no-scale_lr"]).scale_lr
+    )
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--disc_warmup_steps", "-1", "--disc_warmup_steps must be >= 0, got -1."),
+        ("--codebook_reseed_steps", "-5", "--codebook_reseed_steps must be >= 0, got -5."),
+        ("--logging_steps", "0", "--logging_steps must be at least 1, got 0."),
+    ],
+)
+def test_bad_schedule_flags_are_rejected_with_the_value(flag, value, message, capsys):
+    with pytest.raises(SystemExit):
+        _script().parse_args(["--dataset_name", "fashion_mnist", flag, value])
+    assert message in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -268,6 +308,7 @@ def _tiny_args(tmp_path, steps, config=None, **overrides):
         "perceptual_weight": 0,
         "report_to": "none",
         "logging_steps": 1,
+        "no-scale_lr": True,
     }
     options.update(overrides)
     args = []

@@ -106,3 +106,24 @@ def reseed_dead_codes(
             if key in state:
                 state[key][dead] = 0
     return dead.numel()
+
+
+@torch.no_grad()
+def copy_rows_to_ema(model: torch.nn.Module, ema_model, parameter_name: str, rows: torch.Tensor) -> None:
+    """
+    Copy rows `rows` of the parameter `parameter_name` of `model` into its shadow in `ema_model` (a diffusers
+    `EMAModel` built from `model.parameters()`), so re-seeded codes are not averaged back towards dead ones.
+
+    The shadow is found by name: `EMAModel.shadow_params` follows `model.parameters()`, which is the order of
+    `named_parameters()`; a name that is not a parameter of `model` raises a `KeyError` naming it.
+    """
+    shadows = dict(zip((name for name, _ in model.named_parameters()), ema_model.shadow_params))
+    if parameter_name not in shadows:
+        raise KeyError(f"{parameter_name!r} is not a parameter of {type(model).__name__}.")
+    parameter, shadow = model.get_parameter(parameter_name), shadows[parameter_name]
+    if shadow.shape != parameter.shape:
+        raise ValueError(
+            f"The EMA shadow of {parameter_name!r} has shape {tuple(shadow.shape)}, the parameter "
+            f"{tuple(parameter.shape)}: the EMA was not built from this model's parameters."
+        )
+    shadow[rows.to(shadow.device)] = parameter[rows.to(parameter.device)].to(shadow.device, shadow.dtype)
