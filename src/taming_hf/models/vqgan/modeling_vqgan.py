@@ -305,8 +305,8 @@ class VQGANPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module):
         # PyTorch's default initialisation, as the original; codebooks uniform in +-1/K. The
         # `init` functions skip tensors that were loaded from a checkpoint.
-        if isinstance(module, nn.Conv2d):
-            fan_in = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            fan_in = module.weight[0].numel()  # in_channels / groups * kernel area, or in_features
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             init.uniform_(module.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
         elif isinstance(module, nn.GroupNorm):
@@ -347,7 +347,15 @@ class VQGANModel(VQGANPreTrainedModel):
             )
         else:
             self.quantize = VectorQuantizer(
-                config.num_embeddings, config.embed_dim, beta=config.beta, legacy_beta=config.legacy_beta
+                config.num_embeddings,
+                config.embed_dim,
+                beta=config.beta,
+                legacy_beta=config.legacy_beta,
+                # getattr: configs saved before these options existed load as the plain quantizer
+                codebook_dim=getattr(config, "codebook_dim", None),
+                normalize_codes=getattr(config, "normalize_codes", False),
+                entropy_weight=getattr(config, "entropy_loss_weight", 0.0),
+                entropy_temperature=getattr(config, "entropy_temperature", 0.01),
             )
         self.post_init()
 
@@ -368,9 +376,14 @@ class VQGANModel(VQGANPreTrainedModel):
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def get_codebook(self) -> torch.Tensor:
-        """The codebook, shape (num_embeddings, embed_dim)."""
-        quantize = self.quantize
-        return quantize.embed.weight if isinstance(quantize, GumbelQuantizer) else quantize.embedding.weight
+        """The codebook, shape (num_embeddings, codebook_dim) (`codebook_dim` is `embed_dim` unless factorised)."""
+        return self.quantize.codebook
+
+    @property
+    def codebook_parameter_name(self) -> str:
+        """The codebook's name in `named_parameters()` / the state dict (e.g. `quantize.embedding.weight`)."""
+        codebook = self.get_codebook()
+        return next(name for name, parameter in self.named_parameters() if parameter is codebook)
 
     def get_last_layer(self) -> torch.Tensor:
         """Weight of the decoder's last convolution (the adaptive GAN weight is computed on it)."""
