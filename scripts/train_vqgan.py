@@ -453,7 +453,7 @@ def main(args) -> None:
         raise RuntimeError(
             f"Launched {os.environ['WORLD_SIZE']} processes but Accelerate sees {accelerator.num_processes}."
         )
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     if args.allow_tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
