@@ -155,6 +155,14 @@ def parse_args(input_args=None) -> argparse.Namespace:
         "other choice) or non_saturating (logistic D loss, generator mean softplus(-D)).",
     )
     parser.add_argument(
+        "--disc_batch",
+        type=str,
+        default="separate",
+        choices=["separate", "joint"],
+        help="separate: real and reconstructed images go through the discriminator in batches of their own (the "
+        "original); joint: in one batch, so its BatchNorm statistics include real images (see docs/training.md).",
+    )
+    parser.add_argument(
         "--lecam_weight",
         type=float,
         default=0.0,
@@ -620,6 +628,7 @@ def main(args) -> None:
         lr_scheduler=lr_scheduler,
         disc_lr_scheduler=disc_lr_scheduler,
         max_grad_norm=args.max_grad_norm,
+        joint_disc_batch=args.disc_batch == "joint",
     )
 
     for epoch in range(first_epoch, num_train_epochs):
@@ -702,6 +711,7 @@ class TrainingComponents:
     lr_scheduler: object
     disc_lr_scheduler: object
     max_grad_norm: Optional[float] = None
+    joint_disc_batch: bool = False
 
 
 @dataclass
@@ -736,7 +746,10 @@ def train_step(components: TrainingComponents, pixel_values: torch.Tensor, globa
     disc_module = c.accelerator.unwrap_model(c.discriminator)
     if phase.generator_factor > 0:  # D's weights get no gradient from the generator loss
         disc_module.requires_grad_(False)
-        logits_fake = disc_module(reconstructions).logits
+        if c.joint_disc_batch:
+            _, logits_fake = discriminator_logits(disc_module, pixel_values, reconstructions, joint=True)
+        else:
+            logits_fake = disc_module(reconstructions).logits
         disc_module.requires_grad_(True)
     last_layer = c.accelerator.unwrap_model(c.model).get_last_layer()
     generator = c.loss_fn.generator_loss(
@@ -746,8 +759,9 @@ def train_step(components: TrainingComponents, pixel_values: torch.Tensor, globa
     terms = dict(generator.terms, d_loss=torch.zeros_like(generator.terms["ae_loss"]))
 
     if phase.train_discriminator:
-        logits_real = c.discriminator(pixel_values.detach()).logits
-        logits_fake = c.discriminator(reconstructions.detach()).logits
+        logits_real, logits_fake = discriminator_logits(
+            c.discriminator, pixel_values, reconstructions.detach(), c.joint_disc_batch
+        )
         disc = c.loss_fn.discriminator_loss(logits_real, logits_fake, global_step)
         optimize(c.accelerator, disc.loss, c.discriminator, c.disc_optimizer, None, c.max_grad_norm)
         terms.update(disc.terms)
@@ -756,6 +770,21 @@ def train_step(components: TrainingComponents, pixel_values: torch.Tensor, globa
             c.loss_fn.update_lecam(means[0], means[1])
     c.disc_lr_scheduler.step()  # every step, so both schedules stay aligned with global_step
     return StepResult(terms=terms, indices=output.indices.detach(), latents=output.latents.detach())
+
+
+def discriminator_logits(discriminator, real: torch.Tensor, fake: torch.Tensor, joint: bool):
+    """
+    (logits_real, logits_fake) of the discriminator, each `(batch_size, 1, h', w')`; `real` is detached here.
+
+    `joint`: one forward over real and fake images together, so the discriminator's BatchNorm normalises the fakes
+    with statistics that include real images. With a fake-only batch (the original; the default), BatchNorm
+    divides by the spread of the fakes themselves, so the gradient the generator gets scales with how alike the
+    reconstructions are, not with how useful D is: it shrinks as they diversify, and the adaptive weight grows
+    with it (docs/training.md, "Why the adaptive weight grows").
+    """
+    if not joint:
+        return discriminator(real.detach()).logits, discriminator(fake).logits
+    return discriminator(torch.cat([real.detach(), fake])).logits.chunk(2)
 
 
 def optimize(accelerator, loss, model, optimizer, lr_scheduler, max_grad_norm: Optional[float]) -> None:

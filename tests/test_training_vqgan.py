@@ -20,6 +20,7 @@ from taming_hf.training import (
     CodebookUsageTracker,
     ImageTransform,
     PatchGANDiscriminator,
+    PatchGANDiscriminatorConfig,
     codebook_perplexity,
     latest_checkpoint,
     list_checkpoints,
@@ -227,6 +228,20 @@ def test_bad_schedule_flags_are_rejected_with_the_value(flag, value, message, ca
     with pytest.raises(SystemExit):
         _script().parse_args(["--dataset_name", "fashion_mnist", flag, value])
     assert message in capsys.readouterr().err
+
+
+def test_joint_discriminator_batch_is_one_forward_over_real_and_fake():
+    script = _script()
+    torch.manual_seed(0)
+    disc = PatchGANDiscriminator(PatchGANDiscriminatorConfig(in_channels=1, base_channels=8, num_layers=2)).train()
+    real, fake = torch.rand(4, 1, 16, 16) * 2 - 1, torch.rand(4, 1, 16, 16) * 0.1
+    joint_real, joint_fake = script.discriminator_logits(disc, real, fake, joint=True)
+    both = disc(torch.cat([real, fake])).logits
+    assert torch.equal(joint_real, both[:4]) and torch.equal(joint_fake, both[4:])
+    separate_real, separate_fake = script.discriminator_logits(disc, real, fake, joint=False)
+    assert torch.equal(separate_real, disc(real).logits) and torch.equal(separate_fake, disc(fake).logits)
+    assert not torch.allclose(joint_fake, separate_fake)  # BatchNorm saw other statistics
+    assert script.parse_args(["--dataset_name", "x"]).disc_batch == "separate"  # the original by default
 
 
 # ----------------------------------------------------------------------------- end to end
