@@ -48,7 +48,7 @@ from taming_hf.utils.loading import check_safetensors_files, missing_local_path_
 logger = logging.getLogger(__name__)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(input_args=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -149,7 +149,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--push_to_hub", action="store_true")
     train.add_argument("--hub_model_id", type=str, default=None)
     train.add_argument("--hub_token", type=str, default=None)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(input_args)
     if (args.dataset_name is None) == (args.train_data_dir is None):
         parser.error("Give exactly one of --dataset_name and --train_data_dir.")
     if not 0.0 < args.pkeep <= 1.0:
@@ -388,8 +388,7 @@ def final_eval_metrics(trainer) -> dict:
     return trainer.evaluate()
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(args):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     training_args = training_arguments(args)
     set_seed(args.seed)
@@ -498,4 +497,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    main(parse_args())

@@ -16,13 +16,12 @@ step feeds both the autoencoder and the discriminator update. Output: `output_di
 
 import argparse
 import functools
-import hashlib
 import json
 import logging
 import math
 import os
-import signal
 import sys
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
@@ -44,7 +43,7 @@ from taming_hf.training import (
     PatchGANDiscriminatorConfig,
     VQGANLoss,
     collate_fn,
-    discriminator_factor,
+    copy_rows_to_ema,
     load_image_dataset,
     reseed_dead_codes,
     save_checkpoint,
@@ -53,12 +52,6 @@ from taming_hf.training.checkpointing import load_checkpoint, resolve_resume_pat
 from taming_hf.training.data import add_row_index, check_image_column, make_preprocess_fn, prepare_for_decoding
 
 logger = get_logger(__name__)
-
-# Test hooks (not for users): "step:N" SIGKILLs the process after step N, "save:N" while
-# checkpoint-N is being written (before it is renamed into place).
-SIGKILL_ENV = "TAMING_HF_SIGKILL_AT"
-# Test hook: a folder where every rank writes, per step, hashes of its batch and weights.
-RANK_TRACE_ENV = "TAMING_HF_RANK_TRACE_DIR"
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
@@ -82,9 +75,15 @@ def parse_args(input_args=None) -> argparse.Namespace:
         default=None,
         help="A VQGANConfig json file or folder for a model trained from scratch.",
     )
-    parser.add_argument("--revision", type=str, default=None)
-    parser.add_argument("--disc_num_layers", type=int, default=3)
-    parser.add_argument("--disc_base_channels", type=int, default=64)
+    parser.add_argument(
+        "--revision", type=str, default=None, help="Hub revision (branch, tag or commit) of the pretrained VQGAN."
+    )
+    parser.add_argument(
+        "--disc_num_layers", type=int, default=3, help="Stride-2 convolutions of a new PatchGAN discriminator."
+    )
+    parser.add_argument(
+        "--disc_base_channels", type=int, default=64, help="Width of the first convolution of a new discriminator."
+    )
     # Data
     parser.add_argument(
         "--dataset_name",
@@ -92,19 +91,23 @@ def parse_args(input_args=None) -> argparse.Namespace:
         default=None,
         help="Hub dataset id, local dataset folder, or `fashion_mnist` (local IDX files when present).",
     )
-    parser.add_argument("--dataset_config_name", type=str, default=None)
+    parser.add_argument("--dataset_config_name", type=str, default=None, help="Configuration of the Hub dataset.")
     parser.add_argument("--train_data_dir", type=str, default=None, help="A folder of images (`imagefolder`).")
-    parser.add_argument("--image_column", type=str, default="image")
+    parser.add_argument("--image_column", type=str, default="image", help="Dataset column that holds the images.")
     parser.add_argument(
         "--validation_split",
         type=str,
         default=None,
         help="Split for validation images; default: the first training images.",
     )
-    parser.add_argument("--cache_dir", type=str, default=None)
+    parser.add_argument("--cache_dir", type=str, default=None, help="Where `datasets` caches downloaded data.")
     parser.add_argument("--streaming", action="store_true", help="Stream the dataset (needs --max_train_steps).")
-    parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument(
+        "--max_train_samples", type=int, default=None, help="Use only the first N training images (debugging)."
+    )
+    parser.add_argument(
+        "--resolution", type=int, default=256, help="Images are resized (shorter side) and cropped to this size."
+    )
     parser.add_argument(
         "--num_channels",
         type=int,
@@ -113,15 +116,59 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="1 = grayscale, 3 = RGB; default: the model's in_channels.",
     )
     parser.add_argument("--center_crop", action="store_true", help="Center crop (default: random crop).")
-    parser.add_argument("--random_flip", action="store_true")
-    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    parser.add_argument("--random_flip", action="store_true", help="Flip images horizontally at random.")
+    parser.add_argument(
+        "--dataloader_num_workers", type=int, default=0, help="Data-loading subprocesses (0: the main process)."
+    )
     # Objective
-    parser.add_argument("--perceptual_weight", type=float, default=1.0)
-    parser.add_argument("--codebook_weight", type=float, default=1.0)
-    parser.add_argument("--disc_weight", type=float, default=0.8)
-    parser.add_argument("--disc_factor", type=float, default=1.0)
-    parser.add_argument("--disc_start", type=int, default=10000, help="Step at which the discriminator turns on.")
-    parser.add_argument("--disc_loss", type=str, default="hinge", choices=["hinge", "vanilla"])
+    parser.add_argument(
+        "--perceptual_weight", type=float, default=1.0, help="Weight of the LPIPS-VGG loss (0 turns LPIPS off)."
+    )
+    parser.add_argument("--codebook_weight", type=float, default=1.0, help="Weight of the quantizer loss.")
+    parser.add_argument(
+        "--disc_weight", type=float, default=0.8, help="Multiplies the adaptive weight of the adversarial term."
+    )
+    parser.add_argument(
+        "--disc_factor", type=float, default=1.0, help="Weight of the GAN terms once the discriminator is on."
+    )
+    parser.add_argument(
+        "--disc_start",
+        type=int,
+        default=None,
+        help="Step at which the discriminator starts training; default: a third of the training steps "
+        "(the original: 10000 or more, fixed).",
+    )
+    parser.add_argument(
+        "--disc_warmup_steps",
+        type=int,
+        default=None,
+        help="The generator's adversarial term ramps from 0 to full over this many steps after --disc_start, "
+        "while the discriminator trains at full strength; default: a tenth of the training steps (0: the "
+        "original's hard switch).",
+    )
+    parser.add_argument(
+        "--disc_loss",
+        type=str,
+        default="hinge",
+        choices=["hinge", "vanilla", "non_saturating"],
+        help="hinge (the original's default), vanilla (logistic D loss, generator -mean D, the original's "
+        "other choice) or non_saturating (logistic D loss, generator mean softplus(-D)).",
+    )
+    parser.add_argument(
+        "--disc_batch",
+        type=str,
+        default="separate",
+        choices=["separate", "joint"],
+        help="separate: real and reconstructed images go through the discriminator in batches of their own (the "
+        "original); joint: in one batch, so its BatchNorm statistics include real images (see docs/training.md).",
+    )
+    parser.add_argument(
+        "--lecam_weight",
+        type=float,
+        default=0.0,
+        help="Weight of LeCam regularisation of the discriminator (Tseng et al. 2021; 0: off, as the original).",
+    )
+    parser.add_argument("--lecam_decay", type=float, default=0.99, help="Decay of LeCam's logit averages.")
     parser.add_argument(
         "--reconstruction_loss",
         type=str,
@@ -139,62 +186,112 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument(
         "--codebook_reseed_steps",
         type=int,
-        default=0,
-        help="Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off).",
+        default=100,
+        help="Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off, the original).",
     )
     # Optimisation
     parser.add_argument("--train_batch_size", type=int, default=4, help="Per device.")
-    parser.add_argument("--num_train_epochs", type=int, default=100)
-    parser.add_argument("--max_train_steps", type=int, default=None)
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--gradient_checkpointing", action="store_true")
-    parser.add_argument("--learning_rate", type=float, default=4.5e-6)
-    parser.add_argument("--disc_learning_rate", type=float, default=None, help="Default: --learning_rate.")
+    parser.add_argument(
+        "--num_train_epochs", type=int, default=100, help="Passes over the data (when --max_train_steps is unset)."
+    )
+    parser.add_argument(
+        "--max_train_steps", type=int, default=None, help="Optimizer steps in total; overrides --num_train_epochs."
+    )
+    parser.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="Batches accumulated per optimizer step."
+    )
+    parser.add_argument(
+        "--gradient_checkpointing", action="store_true", help="Recompute activations in backward to save memory."
+    )
+    parser.add_argument(
+        "--learning_rate",
+        type=float,
+        default=4.5e-6,
+        help="Per-sample base rate of the autoencoder (the original's); multiplied by the total batch size "
+        "unless --no-scale_lr.",
+    )
+    parser.add_argument(
+        "--disc_learning_rate",
+        type=float,
+        default=None,
+        help="Base rate of the discriminator; default: --learning_rate.",
+    )
     parser.add_argument(
         "--scale_lr",
-        action="store_true",
-        help="Multiply learning rates by accumulation steps x batch size x processes (as taming).",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Multiply the rates by accumulation steps x batch size x processes, as the original does (default); "
+        "--no-scale_lr uses them as given.",
     )
-    parser.add_argument("--lr_scheduler", type=str, default="constant")
-    parser.add_argument("--lr_warmup_steps", type=int, default=0)
-    parser.add_argument("--adam_beta1", type=float, default=0.5)
-    parser.add_argument("--adam_beta2", type=float, default=0.9)
-    parser.add_argument("--adam_weight_decay", type=float, default=0.0)
-    parser.add_argument("--adam_epsilon", type=float, default=1e-8)
+    parser.add_argument(
+        "--lr_scheduler", type=str, default="constant", help="A diffusers scheduler name (constant, cosine, ...)."
+    )
+    parser.add_argument("--lr_warmup_steps", type=int, default=0, help="Linear warm-up steps of the scheduler.")
+    parser.add_argument("--adam_beta1", type=float, default=0.5, help="Adam beta1 (0.5, as taming).")
+    parser.add_argument("--adam_beta2", type=float, default=0.9, help="Adam beta2 (0.9, as taming).")
+    parser.add_argument("--adam_weight_decay", type=float, default=0.0, help="Adam weight decay.")
+    parser.add_argument("--adam_epsilon", type=float, default=1e-8, help="Adam epsilon.")
     parser.add_argument(
         "--max_grad_norm", type=float, default=None, help="Clip gradients (off by default, as taming)."
     )
     parser.add_argument("--use_ema", action="store_true", help="Keep an EMA of the autoencoder (diffusers' EMAModel).")
-    parser.add_argument("--ema_decay", type=float, default=0.999)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"])
-    parser.add_argument("--allow_tf32", action="store_true")
-    # Checkpoints, logging, validation, output
-    parser.add_argument("--output_dir", type=str, default="vqgan-model")
-    parser.add_argument("--logging_dir", type=str, default="logs")
+    parser.add_argument("--ema_decay", type=float, default=0.999, help="Decay of the EMA (with --use_ema).")
     parser.add_argument(
-        "--report_to", type=str, default="tensorboard", help='"tensorboard", "wandb", "all" or "none".'
+        "--seed", type=int, default=42, help="Seeds weights, data order and augmentations (as train_transformer.py)."
     )
-    parser.add_argument("--tracker_project_name", type=str, default="train_vqgan")
-    parser.add_argument("--checkpointing_steps", type=int, default=500)
-    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
+    parser.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Autocast precision; default: the `accelerate config` setting.",
+    )
+    parser.add_argument("--allow_tf32", action="store_true", help="Allow TF32 matmuls on Ampere and newer GPUs.")
+    # Checkpoints, logging, validation, output
+    parser.add_argument(
+        "--output_dir", type=str, default="vqgan-model", help="Where checkpoints, logs and the model are written."
+    )
+    parser.add_argument("--logging_dir", type=str, default="logs", help="Logs folder, relative to --output_dir.")
+    parser.add_argument(
+        "--logging_steps",
+        type=int,
+        default=10,
+        help="Read losses and codebook usage to the host and log them every N steps (and at checkpoints).",
+    )
+    parser.add_argument(
+        "--report_to",
+        type=str,
+        default="none",
+        help='"tensorboard", "wandb", "all" or "none" (as train_transformer.py); train_log.jsonl is always written.',
+    )
+    parser.add_argument("--tracker_project_name", type=str, default="train_vqgan", help="Tracker project name.")
+    parser.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
+    parser.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints (oldest deleted)."
+    )
     parser.add_argument(
         "--resume_from_checkpoint",
         type=str,
         default=None,
         help='A checkpoint folder, or "latest" (the newest complete one in --output_dir).',
     )
-    parser.add_argument("--validation_steps", type=int, default=500)
-    parser.add_argument("--num_validation_images", type=int, default=8)
-    parser.add_argument("--push_to_hub", action="store_true")
-    parser.add_argument("--hub_model_id", type=str, default=None)
-    parser.add_argument("--hub_token", type=str, default=None)
+    parser.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps.")
+    parser.add_argument("--num_validation_images", type=int, default=8, help="Images in the validation grid.")
+    parser.add_argument("--push_to_hub", action="store_true", help="Upload --output_dir to the Hub at the end.")
+    parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository id (default: the folder name).")
+    parser.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the logged-in one).")
     args = parser.parse_args(input_args)
 
     if args.dataset_name is None and args.train_data_dir is None:
         parser.error("Pass --dataset_name or --train_data_dir.")
     if args.pretrained_model_name_or_path and args.model_config_name_or_path:
         parser.error("Pass --pretrained_model_name_or_path or --model_config_name_or_path, not both.")
+    for flag in ("disc_start", "disc_warmup_steps", "codebook_reseed_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            parser.error(f"--{flag} must be >= 0, got {getattr(args, flag)}.")
+    for flag in ("logging_steps", "checkpointing_steps", "validation_steps"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
     if args.streaming and args.max_train_steps is None:
         parser.error("--streaming needs --max_train_steps (a stream has no length).")
     return args
@@ -262,23 +359,19 @@ def build_datasets(args, accelerator, num_channels: int):
     return dataset, validation_images, train_transform
 
 
+def gan_schedule(args, max_train_steps: int):
+    """(disc_start, disc_warmup_steps): the flags, or a third and a tenth of the training steps by default, so a
+    run of any length gets an adversarial phase for its last two thirds."""
+    disc_start = max_train_steps // 3 if args.disc_start is None else args.disc_start
+    disc_warmup_steps = max_train_steps // 10 if args.disc_warmup_steps is None else args.disc_warmup_steps
+    return disc_start, disc_warmup_steps
+
+
 def no_batch_message(args) -> str:
     return (
         f"The training data yields no full batch of --train_batch_size {args.train_batch_size} per process; "
         "use more images or a smaller batch."
     )
-
-
-def tensor_sha(*tensors: torch.Tensor) -> str:
-    digest = hashlib.sha1()
-    for tensor in tensors:
-        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def maybe_sigkill(kind: str, step: int) -> None:
-    if os.environ.get(SIGKILL_ENV) == f"{kind}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def validation_metrics(
@@ -326,12 +419,12 @@ def log_validation(args, accelerator, model, ema_model, validation_images, metri
 
 
 def check_finite(accelerator, logs: Dict[str, float], global_step: int) -> None:
-    """Stop every process with a clear error when any process produced a NaN / inf loss."""
+    """Stop every process with a clear error when any process produced a NaN / inf loss (`logs` on the host)."""
     values = torch.tensor([logs["ae_loss"], logs.get("d_loss", 0.0)], device=accelerator.device)
     finite = accelerator.gather(torch.isfinite(values).all().float().reshape(1))
     if not bool(finite.all()):
         raise FloatingPointError(
-            f"Non-finite loss at step {global_step + 1} on at least one process (this one: {logs}). "
+            f"Non-finite loss at step {global_step} on at least one process (this one: {logs}). "
             "Lower --learning_rate, use --mixed_precision bf16 instead of fp16, or resume from an earlier "
             "checkpoint with --resume_from_checkpoint."
         )
@@ -368,7 +461,7 @@ def main(args) -> None:
         raise RuntimeError(
             f"Launched {os.environ['WORLD_SIZE']} processes but Accelerate sees {accelerator.num_processes}."
         )
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logger.info(accelerator.state, main_process_only=False)
     if args.allow_tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -388,15 +481,6 @@ def main(args) -> None:
         )
     if args.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    loss_fn = VQGANLoss(
-        args.perceptual_weight,
-        args.codebook_weight,
-        args.disc_weight,
-        args.disc_factor,
-        args.disc_start,
-        args.disc_loss,
-        reconstruction_loss=args.reconstruction_loss,
-    ).to(accelerator.device)
     ema_model = None
     if args.use_ema:
         ema_model = EMAModel(model.parameters(), decay=args.ema_decay, model_cls=VQGANModel, model_config=model.config)
@@ -436,9 +520,22 @@ def main(args) -> None:
             len(train_dataloader) / accelerator.num_processes / args.gradient_accumulation_steps
         )
     max_train_steps = args.max_train_steps or args.num_train_epochs * num_update_steps_per_epoch
+    disc_start, disc_warmup_steps = gan_schedule(args, max_train_steps)
+    loss_fn = VQGANLoss(
+        perceptual_weight=args.perceptual_weight,
+        codebook_weight=args.codebook_weight,
+        disc_weight=args.disc_weight,
+        disc_factor=args.disc_factor,
+        disc_start=disc_start,
+        disc_loss=args.disc_loss,
+        reconstruction_loss=args.reconstruction_loss,
+        disc_warmup_steps=disc_warmup_steps,
+        lecam_weight=args.lecam_weight,
+        lecam_decay=args.lecam_decay,
+    ).to(accelerator.device)
     # A stream is passed over as often as it takes; ranks with uneven shards just start their next pass.
     num_train_epochs = sys.maxsize if streaming else math.ceil(max_train_steps / num_update_steps_per_epoch)
-    schedulers = [
+    lr_scheduler, disc_lr_scheduler = (
         get_scheduler(
             args.lr_scheduler,
             opt,
@@ -446,15 +543,16 @@ def main(args) -> None:
             num_training_steps=max_train_steps * accelerator.num_processes,
         )
         for opt in (optimizer, disc_optimizer)
-    ]
+    )
 
+    prepared = [model, discriminator, optimizer, disc_optimizer, lr_scheduler, disc_lr_scheduler]
     if streaming:  # already sharded per rank with split_dataset_by_node
-        model, discriminator, optimizer, disc_optimizer, *schedulers = accelerator.prepare(
-            model, discriminator, optimizer, disc_optimizer, *schedulers
+        model, discriminator, optimizer, disc_optimizer, lr_scheduler, disc_lr_scheduler = accelerator.prepare(
+            *prepared
         )
     else:
-        model, discriminator, optimizer, disc_optimizer, train_dataloader, *schedulers = accelerator.prepare(
-            model, discriminator, optimizer, disc_optimizer, train_dataloader, *schedulers
+        model, discriminator, optimizer, disc_optimizer, lr_scheduler, disc_lr_scheduler, train_dataloader = (
+            accelerator.prepare(*prepared, train_dataloader)
         )
     unwrapped = accelerator.unwrap_model(model)
     disc_module = accelerator.unwrap_model(discriminator)
@@ -464,6 +562,8 @@ def main(args) -> None:
         num_embeddings, max(args.codebook_reseed_steps, 1) * args.gradient_accumulation_steps
     )
     extra_state = {"codebook_usage": usage, "codebook_reseed_window": reseed_window}
+    if loss_fn.lecam is not None:
+        extra_state["lecam"] = loss_fn.lecam
     if ema_model is not None:
         ema_model.to(accelerator.device)
         extra_state["ema"] = ema_model
@@ -479,7 +579,18 @@ def main(args) -> None:
     )
     logger.info(f"  Batch size per device = {args.train_batch_size}, total = {total_batch_size}")
     logger.info(f"  Total optimization steps = {max_train_steps}, lr = {lr:g}, disc lr = {disc_lr:g}")
+    logger.info(f"  Discriminator from step {disc_start}, generator term ramped in over {disc_warmup_steps} steps")
 
+    # Built before a resume restores the RNG states: building metric networks draws random initial weights.
+    metrics_fn = functools.partial(
+        validation_metrics,
+        ReconstructionMetrics(
+            num_embeddings,
+            use_lpips=loss_fn.perceptual is not None,
+            lpips_model=loss_fn.perceptual,
+            inception_fid=True,
+        ),
+    )
     global_step, first_epoch, resume_batches, resume_dataloader = 0, 0, 0, None
     if args.resume_from_checkpoint:
         path = resolve_resume_path(args.output_dir, args.resume_from_checkpoint)
@@ -503,21 +614,22 @@ def main(args) -> None:
                 )
                 resume_batches = 0
 
-    metrics_fn = functools.partial(
-        validation_metrics,
-        ReconstructionMetrics(
-            num_embeddings,
-            use_lpips=loss_fn.perceptual is not None,
-            lpips_model=loss_fn.perceptual,
-            inception_fid=True,
-        ),
-    )
     train_log = TrainLog(os.path.join(logging_dir, "train_log.jsonl"), accelerator.is_main_process)
-    trace_dir = os.environ.get(RANK_TRACE_ENV)
     progress_bar = tqdm(
         range(max_train_steps), initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
     )
-    step_logs: Dict[str, float] = {}
+    components = TrainingComponents(
+        accelerator=accelerator,
+        model=model,
+        discriminator=discriminator,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        disc_optimizer=disc_optimizer,
+        lr_scheduler=lr_scheduler,
+        disc_lr_scheduler=disc_lr_scheduler,
+        max_grad_norm=args.max_grad_norm,
+        joint_disc_batch=args.disc_batch == "joint",
+    )
 
     for epoch in range(first_epoch, num_train_epochs):
         train_transform.set_epoch(epoch)
@@ -533,23 +645,11 @@ def main(args) -> None:
         seen = 0
         for batch in batches:
             seen += 1
-            pixel_values = batch["pixel_values"].to(accelerator.device)
             with accelerator.accumulate(model, discriminator):
-                step_logs = train_step(
-                    args,
-                    accelerator,
-                    model,
-                    discriminator,
-                    disc_module,
-                    loss_fn,
-                    optimizer,
-                    disc_optimizer,
-                    schedulers,
-                    pixel_values,
-                    global_step,
-                    usage,
-                    reseed_window,
-                )
+                result = train_step(components, batch["pixel_values"].to(accelerator.device), global_step)
+            indices = accelerator.gather(result.indices.contiguous())
+            usage.update(indices)
+            reseed_window.update(indices)
             if not accelerator.sync_gradients:
                 continue
 
@@ -557,33 +657,26 @@ def main(args) -> None:
             progress_bar.update(1)
             if ema_model is not None:
                 ema_model.step(unwrapped.parameters())
-            step_logs.update(usage.metrics(), lr=schedulers[0].get_last_lr()[0])
+            codes_reseeded = None
             if args.codebook_reseed_steps > 0 and global_step % args.codebook_reseed_steps == 0:
-                step_logs["codes_reseeded"] = reseed(
-                    args,
-                    accelerator,
-                    unwrapped,
-                    optimizer,
-                    ema_model,
-                    reseed_window,
-                    step_logs.pop("_latents"),
-                    global_step,
+                codes_reseeded = reseed(
+                    args, accelerator, unwrapped, optimizer, ema_model, reseed_window, result.latents, global_step
                 )
-            step_logs.pop("_latents", None)
-            accelerator.log(step_logs, step=global_step)
-            train_log.write({"step": global_step, **step_logs})
-            progress_bar.set_postfix(ae=f"{step_logs['ae_loss']:.4f}", d=f"{step_logs['d_loss']:.4f}")
-            if trace_dir:
-                write_rank_trace(trace_dir, accelerator, global_step, pixel_values, unwrapped, disc_module)
+            checkpointing = global_step % args.checkpointing_steps == 0
+            if global_step % args.logging_steps == 0 or checkpointing or global_step >= max_train_steps:
+                # The only host reads of a step: the losses, the codebook window, the learning rate.
+                logs = {name: value.item() for name, value in result.terms.items()}
+                logs.update(usage.metrics(), lr=lr_scheduler.get_last_lr()[0])
+                if codes_reseeded is not None:
+                    logs["codes_reseeded"] = codes_reseeded
+                check_finite(accelerator, logs, global_step)  # never checkpoint a NaN model
+                accelerator.log(logs, step=global_step)
+                train_log.write({"step": global_step, **logs})
+                progress_bar.set_postfix(ae=f"{logs['ae_loss']:.4f}", d=f"{logs['d_loss']:.4f}")
 
-            if global_step % args.checkpointing_steps == 0:
+            if checkpointing:
                 path = save_checkpoint(
-                    accelerator,
-                    args.output_dir,
-                    global_step,
-                    args.checkpoints_total_limit,
-                    extra_state,
-                    before_rename=lambda tmp, step=global_step: maybe_sigkill("save", step),
+                    accelerator, args.output_dir, global_step, args.checkpoints_total_limit, extra_state
                 )
                 logger.info(f"Saved state to {path}")
             if accelerator.is_main_process and global_step % args.validation_steps == 0:
@@ -591,7 +684,6 @@ def main(args) -> None:
                     args, accelerator, model, ema_model, validation_images, metrics_fn, global_step
                 )
                 train_log.write({"step": global_step, **metrics})
-            maybe_sigkill("step", global_step)
             if global_step >= max_train_steps:
                 break
         if global_step >= max_train_steps:
@@ -605,88 +697,123 @@ def main(args) -> None:
     accelerator.end_training()
 
 
-def train_step(
-    args,
-    accelerator,
-    model,
-    discriminator,
-    disc_module,
-    loss_fn,
-    optimizer,
-    disc_optimizer,
-    schedulers,
-    pixel_values,
-    global_step,
-    usage,
-    reseed_window,
-) -> Dict[str, float]:
-    """One autoencoder forward, then an autoencoder update and (from disc_start on) a discriminator update."""
-    output = model(pixel_values)
+@dataclass
+class TrainingComponents:
+    """What one training step works on: both models (as prepared by Accelerate), the objective, both optimizers
+    and their learning-rate schedulers."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    discriminator: torch.nn.Module
+    loss_fn: VQGANLoss
+    optimizer: torch.optim.Optimizer
+    disc_optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    disc_lr_scheduler: object
+    max_grad_norm: Optional[float] = None
+    joint_disc_batch: bool = False
+
+
+@dataclass
+class StepResult:
+    """
+    Args:
+        terms (`Dict[str, torch.Tensor]`): loss terms and diagnostics of the step, detached 0-d device tensors
+            (read them with `.item()` on logging steps only).
+        indices (`torch.LongTensor` of shape `(batch_size, latent_height, latent_width)`): this process's codes.
+        latents (`torch.FloatTensor` of shape `(batch_size, embed_dim, latent_height, latent_width)`): detached
+            pre-quantization latents (what dead codes are re-seeded from).
+    """
+
+    terms: Dict[str, torch.Tensor]
+    indices: torch.Tensor
+    latents: torch.Tensor
+
+
+def train_step(components: TrainingComponents, pixel_values: torch.Tensor, global_step: int) -> StepResult:
+    """One autoencoder forward, then an autoencoder update and, when the GAN phase says so, a discriminator update.
+
+    Args:
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, channels, height, width)`): images in [-1, 1].
+        global_step (`int`): optimizer steps done so far (the GAN schedule is read at this step).
+    """
+    c = components
+    phase = c.loss_fn.gan_phase(global_step)
+    output = c.model(pixel_values)
     reconstructions = output.reconstruction
-    gan_on = discriminator_factor(global_step, args.disc_start, args.disc_factor) > 0
 
     logits_fake = None
-    if gan_on:  # D's weights get no gradient from the generator loss
+    disc_module = c.accelerator.unwrap_model(c.discriminator)
+    if phase.generator_factor > 0:  # D's weights get no gradient from the generator loss
         disc_module.requires_grad_(False)
-        logits_fake = disc_module(reconstructions).logits
+        if c.joint_disc_batch:
+            _, logits_fake = discriminator_logits(disc_module, pixel_values, reconstructions, joint=True)
+        else:
+            logits_fake = disc_module(reconstructions).logits
         disc_module.requires_grad_(True)
-    last_layer = accelerator.unwrap_model(model).get_last_layer()
-    generator = loss_fn.generator_loss(
-        pixel_values, reconstructions, output.loss, global_step, logits_fake, last_layer
+    last_layer = c.accelerator.unwrap_model(c.model).get_last_layer()
+    generator = c.loss_fn.generator_loss(
+        pixel_values, reconstructions, output.embedding_loss, global_step, logits_fake, last_layer
     )
-    logs = dict(generator.logs, d_loss=0.0)
-    check_finite(accelerator, logs, global_step)
-    accelerator.backward(generator.loss)
-    if args.max_grad_norm and accelerator.sync_gradients:
-        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    optimize(c.accelerator, generator.loss, c.model, c.optimizer, c.lr_scheduler, c.max_grad_norm)
+    terms = dict(generator.terms, d_loss=torch.zeros_like(generator.terms["ae_loss"]))
+
+    if phase.train_discriminator:
+        logits_real, logits_fake = discriminator_logits(
+            c.discriminator, pixel_values, reconstructions.detach(), c.joint_disc_batch
+        )
+        disc = c.loss_fn.discriminator_loss(logits_real, logits_fake, global_step)
+        optimize(c.accelerator, disc.loss, c.discriminator, c.disc_optimizer, None, c.max_grad_norm)
+        terms.update(disc.terms)
+        if c.loss_fn.lecam is not None:  # averaged over processes, so every process keeps the same averages
+            means = c.accelerator.reduce(torch.stack([disc.terms["logits_real"], disc.terms["logits_fake"]]), "mean")
+            c.loss_fn.update_lecam(means[0], means[1])
+    c.disc_lr_scheduler.step()  # every step, so both schedules stay aligned with global_step
+    return StepResult(terms=terms, indices=output.indices.detach(), latents=output.latents.detach())
+
+
+def discriminator_logits(discriminator, real: torch.Tensor, fake: torch.Tensor, joint: bool):
+    """
+    (logits_real, logits_fake) of the discriminator, each `(batch_size, 1, h', w')`; `real` is detached here.
+
+    `joint`: one forward over real and fake images together, so the discriminator's BatchNorm normalises the fakes
+    with statistics that include real images. With a fake-only batch (the original; the default), BatchNorm
+    divides by the spread of the fakes themselves, so the gradient the generator gets scales with how alike the
+    reconstructions are, not with how useful D is: it shrinks as they diversify, and the adaptive weight grows
+    with it (docs/training.md, "Why the adaptive weight grows").
+    """
+    if not joint:
+        return discriminator(real.detach()).logits, discriminator(fake).logits
+    return discriminator(torch.cat([real.detach(), fake])).logits.chunk(2)
+
+
+def optimize(accelerator, loss, model, optimizer, lr_scheduler, max_grad_norm: Optional[float]) -> None:
+    """Backward, optional clipping, optimizer (and scheduler) step; Accelerate skips the update while accumulating."""
+    accelerator.backward(loss)
+    if max_grad_norm and accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
-    schedulers[0].step()
+    if lr_scheduler is not None:
+        lr_scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-
-    if gan_on:
-        logits_real = discriminator(pixel_values.detach()).logits
-        logits_fake = discriminator(reconstructions.detach()).logits
-        disc = loss_fn.discriminator_loss(logits_real, logits_fake, global_step)
-        logs.update(disc.logs)
-        check_finite(accelerator, logs, global_step)
-        accelerator.backward(disc.loss)
-        if args.max_grad_norm and accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(discriminator.parameters(), args.max_grad_norm)
-        disc_optimizer.step()
-        disc_optimizer.zero_grad(set_to_none=True)
-    schedulers[1].step()
-
-    indices = accelerator.gather(output.indices.contiguous())
-    usage.update(indices)
-    reseed_window.update(indices)
-    if args.codebook_reseed_steps > 0:
-        logs["_latents"] = output.latents.detach()
-    return logs
 
 
 def reseed(args, accelerator, model, optimizer, ema_model, reseed_window, latents, global_step) -> int:
-    """Re-seed codes unused since the last re-seed from encoder outputs gathered from all ranks."""
-    latents = accelerator.gather(latents.float().contiguous())
+    """Re-seed codes unused since the last re-seed from encoder outputs gathered from all ranks.
+
+    `latents` (B, embed_dim, h, w) are mapped to the lookup space first (`quantize.project`: the low-dimensional,
+    normalised space of factorised codes), so a re-seeded code is one the encoder can actually reach.
+    """
+    with torch.no_grad():
+        vectors = model.quantize.project(accelerator.gather(latents.float().contiguous()))
     dead = reseed_window.dead_codes()
     generator = torch.Generator().manual_seed(args.seed + global_step)  # identical on every rank
     codebook = model.get_codebook()
-    count = reseed_dead_codes(codebook, dead, latents, generator, optimizer.optimizer)
+    count = reseed_dead_codes(codebook, dead, vectors, generator, getattr(optimizer, "optimizer", optimizer))
     if ema_model is not None and count:
-        position = [p is codebook for p in model.parameters()].index(True)
-        ema_model.shadow_params[position].data[dead] = codebook.data[dead].to(ema_model.shadow_params[position].device)
+        copy_rows_to_ema(model, ema_model, model.codebook_parameter_name, dead)
     reseed_window.reset()
     return count
-
-
-def write_rank_trace(trace_dir, accelerator, global_step, pixel_values, model, discriminator) -> None:
-    record = {
-        "step": global_step,
-        "batch": tensor_sha(pixel_values),
-        "model": tensor_sha(*model.parameters()),
-        "discriminator": tensor_sha(*discriminator.parameters()),
-    }
-    with open(os.path.join(trace_dir, f"rank{accelerator.process_index}.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def save_final(args, accelerator, model, discriminator, ema_model: Optional[EMAModel], num_channels: int) -> None:

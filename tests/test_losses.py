@@ -1,14 +1,19 @@
 """The VQGAN objective: adaptive weight, disc_start gating, GAN losses, LPIPS, PatchGAN."""
 
+import re
+
 import pytest
 import torch
 
 from taming_hf.training import (
+    GANPhase,
+    LeCamRegularizer,
     PatchGANDiscriminator,
     PatchGANDiscriminatorConfig,
     VQGANLoss,
     adaptive_weight,
     discriminator_factor,
+    generator_adversarial_loss,
     hinge_d_loss,
     vanilla_d_loss,
 )
@@ -62,7 +67,7 @@ def test_generator_loss_before_and_after_disc_start():
     before, inputs, reconstructions, _, _ = _toy_autoencoder_step(loss_fn, step=4)
     l1 = (inputs - reconstructions).abs().mean()
     assert before.loss.item() == pytest.approx(l1.item() + 2.0 * 0.3, rel=1e-6)
-    assert before.logs["disc_factor"] == 0.0 and before.logs["d_weight"] == 0.0
+    assert before.terms["disc_factor"] == 0.0 and before.terms["d_weight"] == 0.0
 
     after, inputs, reconstructions, logits_fake, last = _toy_autoencoder_step(loss_fn, step=5)
     rec = (inputs - reconstructions).abs().mean()
@@ -70,7 +75,7 @@ def test_generator_loss_before_and_after_disc_start():
     rec_grad = torch.autograd.grad(rec, last, retain_graph=True)[0].norm()
     g_grad = torch.autograd.grad(g, last, retain_graph=True)[0].norm()
     d_weight = 0.8 * (rec_grad / (g_grad + 1e-4)).clamp(0, 1e4)
-    assert after.logs["d_weight"] == pytest.approx(d_weight.item(), rel=1e-5)
+    assert after.terms["d_weight"] == pytest.approx(d_weight.item(), rel=1e-5)
     assert after.loss.item() == pytest.approx((rec + 2.0 * 0.3 + d_weight * g).item(), rel=1e-5)
 
 
@@ -136,3 +141,107 @@ def test_patchgan_shapes_init_and_round_trip(tmp_path):
     torch.testing.assert_close(disc(x).logits, reloaded(x).logits)
     with pytest.raises(ValueError, match="expects images of shape"):
         disc(torch.zeros(1, 1, 32, 32))
+
+
+# ----------------------------------------------------------------------------- the GAN schedule and stability
+
+
+def test_discriminator_factor_ramps_linearly_after_disc_start():
+    ramp = [discriminator_factor(step, 3, 0.8, warmup_steps=4) for step in range(9)]
+    assert ramp == pytest.approx([0.0, 0.0, 0.0, 0.2, 0.4, 0.6, 0.8, 0.8, 0.8])
+    assert [discriminator_factor(step, 3, 1.0, warmup_steps=0) for step in (2, 3)] == [0.0, 1.0]  # the original
+
+
+def test_gan_phase_trains_the_discriminator_at_full_strength_while_the_generator_term_ramps():
+    loss_fn = VQGANLoss(perceptual_weight=0.0, disc_start=3, disc_warmup_steps=4)
+    assert loss_fn.gan_phase(2) == GANPhase(generator_factor=0.0, train_discriminator=False)
+    assert loss_fn.gan_phase(4) == GANPhase(generator_factor=0.5, train_discriminator=True)
+    assert loss_fn.gan_phase(9) == GANPhase(generator_factor=1.0, train_discriminator=True)
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    assert loss_fn.discriminator_loss(real, fake, global_step=3).loss.item() == pytest.approx(0.625)
+    ramping = _toy_autoencoder_step(loss_fn, step=4)[0]
+    assert ramping.terms["disc_factor"].item() == 0.5
+    assert VQGANLoss(perceptual_weight=0.0, disc_factor=0.0).gan_phase(10).train_discriminator is False
+
+
+def test_adaptive_weight_is_fp32_for_bf16_graphs():
+    last = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.bfloat16, requires_grad=True)
+    rec = (3.0 * last).sum()
+    gen = (0.5 * last).sum()
+    weight = adaptive_weight(rec, gen, last)
+    assert weight.dtype == torch.float32
+    assert weight.item() == pytest.approx(6.0 / (1.0 + 1e-4), rel=1e-6)
+
+
+def test_adaptive_weight_is_clamped_at_zero_and_max_weight():
+    last = torch.ones(2, 2, requires_grad=True)
+    assert adaptive_weight((0.0 * last).sum(), last.sum(), last).item() == 0.0
+    assert adaptive_weight((5.0 * last).sum(), (1e-9 * last).sum(), last, max_weight=50.0).item() == 50.0
+
+
+def test_generator_loss_logs_the_gradient_norms_behind_the_adaptive_weight():
+    loss_fn = VQGANLoss(perceptual_weight=0.0, disc_weight=1.0, disc_start=0)
+    out, inputs, reconstructions, logits_fake, last = _toy_autoencoder_step(loss_fn, step=0)
+    rec = (inputs - reconstructions).abs().mean()
+    rec_norm = torch.autograd.grad(rec, last, retain_graph=True)[0].norm()
+    gan_norm = torch.autograd.grad(-logits_fake.mean(), last, retain_graph=True)[0].norm()
+    assert out.terms["grad_norm_rec"].item() == pytest.approx(rec_norm.item(), rel=1e-5)
+    assert out.terms["grad_norm_gan"].item() == pytest.approx(gan_norm.item(), rel=1e-5)
+    assert out.terms["d_weight"].item() == pytest.approx((rec_norm / (gan_norm + 1e-4)).item(), rel=1e-5)
+    assert all(not value.requires_grad and value.ndim == 0 for value in out.terms.values())
+
+
+def test_non_saturating_generator_term_is_softplus_of_minus_logits():
+    logits = torch.tensor([-1.0, 0.0, 2.0])
+    expected = torch.nn.functional.softplus(-logits).mean()
+    assert generator_adversarial_loss(logits, "non_saturating").item() == pytest.approx(expected.item())
+    assert generator_adversarial_loss(logits, "hinge").item() == pytest.approx(-1.0 / 3)
+    loss_fn = VQGANLoss(perceptual_weight=0.0, disc_loss="non_saturating")
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    assert loss_fn.discriminator_loss(real, fake, 0).loss.item() == pytest.approx(vanilla_d_loss(real, fake).item())
+
+
+def test_lecam_penalty_on_known_logits_and_its_moving_averages(tmp_path):
+    lecam = LeCamRegularizer(decay=0.9)
+    assert lecam.penalty(torch.tensor([1.0]), torch.tensor([0.0])).item() == 0.0  # no averages yet
+    lecam.update(torch.tensor(1.0), torch.tensor(-1.0))  # the first update sets them
+    lecam.update(torch.tensor(2.0), torch.tensor(0.0))  # 0.9 * 1 + 0.1 * 2 = 1.1; 0.9 * -1 + 0.1 * 0 = -0.9
+    assert lecam.ema_real.item() == pytest.approx(1.1) and lecam.ema_fake.item() == pytest.approx(-0.9)
+    # mean((D(x) - ema_fake)^2) + mean((D(x_hat) - ema_real)^2) = (1.9^2 + 3.9^2) / 2 + 1.1^2
+    penalty = lecam.penalty(torch.tensor([1.0, 3.0]), torch.tensor([0.0]))
+    assert penalty.item() == pytest.approx((1.9**2 + 3.9**2) / 2 + 1.1**2, rel=1e-6)
+    torch.save(lecam.state_dict(), tmp_path / "lecam.pt")
+    restored = LeCamRegularizer()
+    restored.load_state_dict(torch.load(tmp_path / "lecam.pt", weights_only=True))
+    assert restored.decay == 0.9 and restored.ema_real.item() == pytest.approx(1.1)
+    with pytest.raises(ValueError, match=re.escape("LeCam decay must be in [0, 1), got 1.0.")):
+        LeCamRegularizer(decay=1.0)
+
+
+def test_discriminator_loss_adds_weighted_lecam():
+    loss_fn = VQGANLoss(perceptual_weight=0.0, lecam_weight=0.5, lecam_decay=0.0)
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    loss_fn.update_lecam(torch.tensor(1.0), torch.tensor(-1.0))
+    out = loss_fn.discriminator_loss(real, fake, 0)
+    lecam = ((real + 1.0) ** 2).mean() + ((fake - 1.0) ** 2).mean()
+    assert out.terms["lecam"].item() == pytest.approx(lecam.item())
+    assert out.loss.item() == pytest.approx(0.625 + 0.5 * lecam.item())
+    assert VQGANLoss(perceptual_weight=0.0).lecam is None  # off by default: the original objective
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"disc_loss": "wasserstein"},
+            "disc_loss must be one of ('hinge', 'vanilla', 'non_saturating'), got 'wasserstein'.",
+        ),
+        ({"disc_warmup_steps": -1}, "disc_warmup_steps must be an integer >= 0, got -1."),
+        ({"disc_start": 1.5}, "disc_start must be an integer >= 0, got 1.5."),
+        ({"lecam_weight": -0.1}, "lecam_weight must be a finite number >= 0, got -0.1."),
+        ({"disc_weight": float("nan")}, "disc_weight must be a finite number >= 0, got nan."),
+    ],
+)
+def test_bad_loss_options_name_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VQGANLoss(perceptual_weight=0.0, **kwargs)

@@ -37,7 +37,7 @@ def test_encode_decode_shapes_and_dtypes(model):
     assert encoded.latents.shape == (3, 4, 8, 12)
     assert encoded.quantized.shape == (3, 4, 8, 12)
     assert encoded.indices.shape == (3, 8, 12) and encoded.indices.dtype == torch.long
-    assert encoded.loss.ndim == 0
+    assert encoded.embedding_loss.ndim == 0
     assert model.decode(encoded.quantized).shape == (3, 3, 16, 24)
     output = model(images)
     assert output.reconstruction.shape == images.shape
@@ -66,7 +66,7 @@ def test_decode_indices_accepts_non_square_grids(model):
 def test_straight_through_gradients_reach_the_encoder():
     model = VQGANModel(tiny_config()).train()
     output = model(torch.rand(2, 3, 16, 16) * 2 - 1)
-    (output.reconstruction.pow(2).mean() + output.loss).backward()
+    (output.reconstruction.pow(2).mean() + output.embedding_loss).backward()
     assert model.encoder.conv_in.weight.grad.abs().sum() > 0
     assert model.decoder.conv_out.weight.grad.abs().sum() > 0
     assert model.get_codebook().grad.abs().sum() > 0
@@ -85,7 +85,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         block = model.decoder.up[0].block[0].conv1
         block.register_forward_hook(lambda *_, m=model: calls.__setitem__(id(m), calls.get(id(m), 0) + 1))
         output = model(images)
-        (output.reconstruction.abs().mean() + output.loss).backward()
+        (output.reconstruction.abs().mean() + output.embedding_loss).backward()
     # The checkpointed block runs again during backward.
     assert calls[id(plain)] == 1 and calls[id(checkpointed)] == 2
     for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
@@ -135,7 +135,7 @@ def test_gumbel_quantizer_is_deterministic_in_eval_and_samples_in_training():
     sampled = [model.encode(images).indices for _ in range(3)]
     assert not all(torch.equal(sampled[0], s) for s in sampled[1:])
     output = model(images)
-    (output.reconstruction.mean() + output.loss).backward()
+    (output.reconstruction.mean() + output.embedding_loss).backward()
     assert model.quantize.proj.weight.grad.abs().sum() > 0
 
 
@@ -220,3 +220,30 @@ def test_decode_rejects_wrong_latent_width(model):
         match=re.escape("decode expects quantized latents of shape (batch, 4, height, width), got (1, 5, 2, 2)."),
     ):
         model.decode(torch.zeros(1, 5, 2, 2))
+
+
+def test_output_names_the_quantizer_loss_embedding_loss_and_loss_is_gone(model):
+    output = model(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert output.embedding_loss.ndim == 0 and "loss" not in output.keys()
+    assert getattr(output, "loss", None) is None  # what transformers' code does with outputs
+    with pytest.raises(
+        AttributeError, match=re.escape("VQGANModelOutput.loss was renamed to VQGANModelOutput.embedding_loss")
+    ):
+        _ = output.loss
+    with pytest.raises(AttributeError, match=re.escape("VQGANEncoderOutput.loss was renamed")):
+        _ = model.encode(torch.rand(1, 3, 16, 16)).loss
+    reconstruction, indices, embedding_loss = model(torch.rand(1, 3, 16, 16), return_dict=False)
+    assert embedding_loss.ndim == 0 and indices.shape == (1, 8, 8)
+
+
+def test_sdpa_is_declared_and_eager_attention_matches_it(tmp_path):
+    assert VQGANModel._supports_sdpa
+    torch.manual_seed(0)
+    sdpa = VQGANModel(tiny_config()).eval()
+    assert sdpa.config._attn_implementation == "sdpa"
+    sdpa.save_pretrained(tmp_path)
+    eager = VQGANModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert eager.config._attn_implementation == "eager"
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(eager(images).reconstruction, sdpa(images).reconstruction, rtol=1e-5, atol=1e-5)

@@ -20,6 +20,7 @@ from taming_hf.training import (
     CodebookUsageTracker,
     ImageTransform,
     PatchGANDiscriminator,
+    PatchGANDiscriminatorConfig,
     codebook_perplexity,
     latest_checkpoint,
     list_checkpoints,
@@ -189,13 +190,113 @@ def test_reseed_dead_codes_copies_encoder_outputs_and_resets_adam_moments():
     assert optimizer.state[codebook]["exp_avg"][alive].abs().sum() > 0
 
 
+# ----------------------------------------------------------------------------- the script's defaults and its step
+
+
+def _script():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import train_vqgan
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return train_vqgan
+
+
+def test_defaults_train_out_of_the_box():
+    script = _script()
+    args = script.parse_args(["--dataset_name", "fashion_mnist"])
+    assert args.scale_lr and args.learning_rate == 4.5e-6  # 7.2e-5 at batch 16, as the original scales it
+    assert args.codebook_reseed_steps == 100 and args.disc_loss == "hinge"
+    assert (args.seed, args.report_to) == (42, "none")  # as train_transformer.py
+    assert script.gan_schedule(args, 900) == (300, 90)  # a third, a tenth of the run
+    original = script.parse_args(["--dataset_name", "x", "--disc_start", "10000", "--disc_warmup_steps", "0"])
+    assert (
+        script.gan_schedule(original, 900) == (10000, 0)
+        and not script.parse_args(["--dataset_name", "x", "--no-scale_lr"]).scale_lr
+    )
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--disc_warmup_steps", "-1", "--disc_warmup_steps must be >= 0, got -1."),
+        ("--codebook_reseed_steps", "-5", "--codebook_reseed_steps must be >= 0, got -5."),
+        ("--logging_steps", "0", "--logging_steps must be at least 1, got 0."),
+    ],
+)
+def test_bad_schedule_flags_are_rejected_with_the_value(flag, value, message, capsys):
+    with pytest.raises(SystemExit):
+        _script().parse_args(["--dataset_name", "fashion_mnist", flag, value])
+    assert message in capsys.readouterr().err
+
+
+def test_joint_discriminator_batch_is_one_forward_over_real_and_fake():
+    script = _script()
+    torch.manual_seed(0)
+    disc = PatchGANDiscriminator(PatchGANDiscriminatorConfig(in_channels=1, base_channels=8, num_layers=2)).train()
+    real, fake = torch.rand(4, 1, 16, 16) * 2 - 1, torch.rand(4, 1, 16, 16) * 0.1
+    joint_real, joint_fake = script.discriminator_logits(disc, real, fake, joint=True)
+    both = disc(torch.cat([real, fake])).logits
+    assert torch.equal(joint_real, both[:4]) and torch.equal(joint_fake, both[4:])
+    separate_real, separate_fake = script.discriminator_logits(disc, real, fake, joint=False)
+    assert torch.equal(separate_real, disc(real).logits) and torch.equal(separate_fake, disc(fake).logits)
+    assert not torch.allclose(joint_fake, separate_fake)  # BatchNorm saw other statistics
+    assert script.parse_args(["--dataset_name", "x"]).disc_batch == "separate"  # the original by default
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
-def _run(args, output_dir, env_extra=None, launcher=None, check=True, timeout=300):
+# Runs scripts/train_vqgan.py with one of its functions patched, so tests can crash or watch a run from
+# outside the user script. `kill-on-save:N` SIGKILLs the process just before checkpoint-N is renamed into
+# place; `trace:DIR` makes every rank append hashes of its batch and of both models' weights after each step.
+PROBE = """
+import hashlib, json, os, signal, sys
+sys.path.insert(0, {scripts!r})
+import train_vqgan
+from taming_hf.training import checkpointing
+
+def sha(tensors):
+    digest = hashlib.sha1()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+mode, _, value = sys.argv.pop(1).partition(":")
+if mode == "kill-on-save":
+    rename = checkpointing.os.replace
+    def replace(src, dst):
+        if os.path.basename(dst) == "checkpoint-" + value:
+            os.kill(os.getpid(), signal.SIGKILL)
+        rename(src, dst)
+    checkpointing.os.replace = replace
+elif mode == "trace":
+    step = train_vqgan.train_step
+    def traced(components, pixel_values, global_step):
+        result = step(components, pixel_values, global_step)
+        unwrap = components.accelerator.unwrap_model
+        record = {{
+            "step": global_step + 1,
+            "batch": sha([pixel_values]),
+            "model": sha(unwrap(components.model).parameters()),
+            "discriminator": sha(unwrap(components.discriminator).parameters()),
+        }}
+        with open(os.path.join(value, f"rank{{components.accelerator.process_index}}.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\\n")
+        return result
+    train_vqgan.train_step = traced
+train_vqgan.main(train_vqgan.parse_args())
+"""
+
+
+def _run(args, output_dir, probe=None, launcher=None, check=True, timeout=300):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"), TOKENIZERS_PARALLELISM="false")
-    env.update(env_extra or {})
-    command = (launcher or [sys.executable]) + [str(SCRIPT), "--output_dir", str(output_dir)] + args
+    script = [str(SCRIPT)]
+    if probe is not None:
+        probe_path = Path(output_dir).parent / "probe_train_vqgan.py"
+        probe_path.write_text(PROBE.format(scripts=str(SCRIPT.parent)))
+        script = [str(probe_path), probe]
+    command = (launcher or [sys.executable]) + script + ["--output_dir", str(output_dir)] + args
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -221,6 +322,8 @@ def _tiny_args(tmp_path, steps, config=None, **overrides):
         "disc_num_layers": 2,
         "perceptual_weight": 0,
         "report_to": "none",
+        "logging_steps": 1,
+        "no-scale_lr": True,
     }
     options.update(overrides)
     args = []
@@ -271,7 +374,7 @@ def test_two_processes_shard_data_and_keep_weights_identical(tmp_path, streaming
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
     ]  # fmt: skip
     args = _tiny_args(tmp_path, 4, codebook_reseed_steps=2) + (["--streaming"] if streaming else [])
-    _run(args, tmp_path / "run", {"TAMING_HF_RANK_TRACE_DIR": str(trace)}, launcher=launcher)
+    _run(args, tmp_path / "run", probe=f"trace:{trace}", launcher=launcher)
     rank0 = [json.loads(line) for line in (trace / "rank0.jsonl").read_text().splitlines()]
     rank1 = [json.loads(line) for line in (trace / "rank1.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rank0] == [r["step"] for r in rank1] == [1, 2, 3, 4]
@@ -298,7 +401,7 @@ def test_sigkill_then_resume_latest_matches_uninterrupted_run(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     _run(args, full)
     # SIGKILL while checkpoint-4 is being written: it stays a hidden temporary folder
-    result = _run(args, killed, {"TAMING_HF_SIGKILL_AT": "save:4"}, check=False)
+    result = _run(args, killed, probe="kill-on-save:4", check=False)
     assert result.returncode == -9
     assert list_checkpoints(killed) == ["checkpoint-2"] and (killed / ".tmp-checkpoint-4").exists()
     resumed = _run(args + ["--resume_from_checkpoint", "latest"], killed)

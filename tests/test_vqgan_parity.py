@@ -130,7 +130,7 @@ def test_vector_quantized_model_matches_original(layout, size):
     assert relative_error(encoded.latents, latents) < 1e-5
     assert relative_error(encoded.quantized, quantized) < 1e-5
     assert relative_error(output.reconstruction, reconstruction) < 1e-5
-    torch.testing.assert_close(encoded.loss, loss, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(encoded.embedding_loss, loss, rtol=1e-5, atol=1e-7)
     # decode_indices is what the original's broken decode_code meant to be.
     with torch.no_grad():
         assert relative_error(ours.decode_indices(encoded.indices), reconstruction) < 1e-5

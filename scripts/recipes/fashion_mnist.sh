@@ -36,8 +36,8 @@ EOF
 AE_COMMON=(
   --dataset_name fashion_mnist --resolution 28 --center_crop --num_channels 1
   --model_config_name_or_path "$OUT/vqgan_config.json"
-  --train_batch_size 16 --learning_rate 1e-3 --max_train_steps "$AE_STEPS"
-  --codebook_reseed_steps 100 --checkpointing_steps 100000 --validation_steps 100000
+  --train_batch_size 16 --learning_rate 1e-3 --no-scale_lr --max_train_steps "$AE_STEPS"
+  --disc_warmup_steps 0 --codebook_reseed_steps 100 --checkpointing_steps 100000 --validation_steps 100000
   --report_to none --seed 0
 )
 # The discriminator joins for the last third with a small weight: with --disc_start 600 and the

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import shutil
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -78,15 +78,11 @@ def save_checkpoint(
     global_step: int,
     total_limit: Optional[int] = None,
     extra_state: Optional[Dict[str, object]] = None,
-    before_rename: Optional[Callable[[str], None]] = None,
 ) -> str:
     """
     Save the Accelerate state (models, optimizers, schedulers, RNG states of every process) and
     `extra_state` (name -> object with `state_dict()`, identical on every process) as
     `output_dir/checkpoint-{global_step}`, atomically. Call on every process.
-
-    `before_rename(tmp_path)` runs on the main process once the state is written (tests use
-    it to simulate a crash mid-save).
     """
     final = os.path.join(output_dir, f"checkpoint-{global_step}")
     tmp = os.path.join(output_dir, f"{TEMP_PREFIX}{global_step}")
@@ -102,8 +98,6 @@ def save_checkpoint(
             torch.save(obj.state_dict(), os.path.join(tmp, f"{name}.pt"))
         with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
             json.dump({"global_step": global_step, "num_processes": accelerator.num_processes}, f)
-        if before_rename is not None:
-            before_rename(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     accelerator.wait_for_everyone()

@@ -25,15 +25,21 @@ class CodebookUsageTracker:
         self.history = deque(maxlen=window)
 
     def update(self, indices: torch.Tensor) -> None:
-        """Record a batch of indices of any shape (e.g. (B, h, w), gathered from all ranks)."""
-        counts = torch.bincount(indices.detach().flatten().long().cpu(), minlength=self.num_embeddings)
-        self.history.append(counts)
+        """Record a batch of indices of any shape (e.g. (B, h, w), gathered from all ranks).
+
+        The counts stay on the indices' device (`index_add_`, unlike `bincount`, needs no host sync),
+        so a training step can record every batch and read the window back only when it logs.
+        """
+        flat = indices.detach().flatten().long()
+        counts = torch.zeros(self.num_embeddings, dtype=torch.long, device=flat.device)
+        self.history.append(counts.index_add_(0, flat, torch.ones_like(flat)))
 
     def counts(self) -> torch.Tensor:
-        """(num_embeddings,) counts over the window."""
+        """(num_embeddings,) counts over the window, on the CPU."""
         if not self.history:
             return torch.zeros(self.num_embeddings, dtype=torch.long)
-        return torch.stack(list(self.history)).sum(dim=0)
+        device = self.history[-1].device
+        return torch.stack([counts.to(device) for counts in self.history]).sum(dim=0).cpu()
 
     def dead_codes(self) -> torch.Tensor:
         """(num_dead,) indices of codes not chosen in the window."""
@@ -47,7 +53,8 @@ class CodebookUsageTracker:
         self.history.clear()
 
     def state_dict(self) -> Dict:
-        return {"num_embeddings": self.num_embeddings, "window": self.window, "history": list(self.history)}
+        history = [counts.cpu() for counts in self.history]
+        return {"num_embeddings": self.num_embeddings, "window": self.window, "history": history}
 
     def load_state_dict(self, state: Dict) -> None:
         self.num_embeddings, self.window = state["num_embeddings"], state["window"]
@@ -99,3 +106,24 @@ def reseed_dead_codes(
             if key in state:
                 state[key][dead] = 0
     return dead.numel()
+
+
+@torch.no_grad()
+def copy_rows_to_ema(model: torch.nn.Module, ema_model, parameter_name: str, rows: torch.Tensor) -> None:
+    """
+    Copy rows `rows` of the parameter `parameter_name` of `model` into its shadow in `ema_model` (a diffusers
+    `EMAModel` built from `model.parameters()`), so re-seeded codes are not averaged back towards dead ones.
+
+    The shadow is found by name: `EMAModel.shadow_params` follows `model.parameters()`, which is the order of
+    `named_parameters()`; a name that is not a parameter of `model` raises a `KeyError` naming it.
+    """
+    shadows = dict(zip((name for name, _ in model.named_parameters()), ema_model.shadow_params))
+    if parameter_name not in shadows:
+        raise KeyError(f"{parameter_name!r} is not a parameter of {type(model).__name__}.")
+    parameter, shadow = model.get_parameter(parameter_name), shadows[parameter_name]
+    if shadow.shape != parameter.shape:
+        raise ValueError(
+            f"The EMA shadow of {parameter_name!r} has shape {tuple(shadow.shape)}, the parameter "
+            f"{tuple(parameter.shape)}: the EMA was not built from this model's parameters."
+        )
+    shadow[rows.to(shadow.device)] = parameter[rows.to(parameter.device)].to(shadow.device, shadow.dtype)

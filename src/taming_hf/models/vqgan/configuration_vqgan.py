@@ -104,6 +104,17 @@ class VQGANConfig(PretrainedConfig):
         legacy_beta (`bool`, *optional*, defaults to `False`):
             Put `beta` on the codebook term instead of the commitment term, as the original
             code does (taming issues #46, #57). Converted official checkpoints set it.
+        codebook_dim (`int`, *optional*):
+            Dimension of the codebook lookup. When set (and different from `embed_dim`), latents are projected to
+            it, quantized there and projected back (factorised codes, as ViT-VQGAN and LlamaGen's 8-d codes).
+            `None` (the default, and every converted checkpoint) looks up `embed_dim`-sized codes directly.
+        normalize_codes (`bool`, *optional*, defaults to `False`):
+            l2-normalise latents and codes before the lookup (cosine-similarity codes, as ViT-VQGAN / LlamaGen).
+        entropy_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of an entropy penalty added to the quantizer loss: the entropy of each vector's soft code
+            assignment minus the entropy of the batch's mean assignment (confident codes, used evenly).
+        entropy_temperature (`float`, *optional*, defaults to 0.01):
+            Temperature of the soft assignment `softmax(-distance / temperature)` of the entropy penalty.
         gumbel_temperature (`float`, *optional*, defaults to 1.0):
             Gumbel-softmax temperature used while training.
         gumbel_kl_weight (`float`, *optional*, defaults to 5e-4):
@@ -136,6 +147,10 @@ class VQGANConfig(PretrainedConfig):
         quantizer_type: str = "vector",
         beta: float = 0.25,
         legacy_beta: bool = False,
+        codebook_dim: Optional[int] = None,
+        normalize_codes: bool = False,
+        entropy_loss_weight: float = 0.0,
+        entropy_temperature: float = 0.01,
         gumbel_temperature: float = 1.0,
         gumbel_kl_weight: float = 5e-4,
         gumbel_straight_through: bool = True,
@@ -160,6 +175,19 @@ class VQGANConfig(PretrainedConfig):
         for name, value in (("beta", beta), ("gumbel_kl_weight", gumbel_kl_weight)):
             if not _is_finite_real(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+        if codebook_dim is not None:
+            _check_positive_int("codebook_dim", codebook_dim)
+        if not _is_finite_real(entropy_loss_weight) or entropy_loss_weight < 0:
+            raise ValueError(f"entropy_loss_weight must be a finite number >= 0, got {entropy_loss_weight!r}.")
+        if not _is_finite_real(entropy_temperature) or entropy_temperature <= 0:
+            raise ValueError(f"entropy_temperature must be a finite number > 0, got {entropy_temperature!r}.")
+        uses_vector_options = codebook_dim is not None or normalize_codes or entropy_loss_weight > 0
+        if quantizer_type == "gumbel" and uses_vector_options:
+            raise ValueError(
+                "codebook_dim, normalize_codes and entropy_loss_weight apply to quantizer_type='vector' only, "
+                f"got quantizer_type='gumbel' with codebook_dim={codebook_dim!r}, normalize_codes={normalize_codes!r}, "
+                f"entropy_loss_weight={entropy_loss_weight!r}."
+            )
         if not _is_finite_real(gumbel_temperature) or gumbel_temperature <= 0:
             raise ValueError(f"gumbel_temperature must be a finite number > 0, got {gumbel_temperature!r}.")
         # int() / float(): numpy scalars pass the checks but would not serialise to JSON.
@@ -177,6 +205,10 @@ class VQGANConfig(PretrainedConfig):
         self.quantizer_type = quantizer_type
         self.beta = float(beta)
         self.legacy_beta = legacy_beta
+        self.codebook_dim = None if codebook_dim is None else int(codebook_dim)
+        self.normalize_codes = bool(normalize_codes)
+        self.entropy_loss_weight = float(entropy_loss_weight)
+        self.entropy_temperature = float(entropy_temperature)
         self.gumbel_temperature = float(gumbel_temperature)
         self.gumbel_kl_weight = float(gumbel_kl_weight)
         self.gumbel_straight_through = gumbel_straight_through

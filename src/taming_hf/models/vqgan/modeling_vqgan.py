@@ -20,6 +20,13 @@ from ...utils.loading import check_config_file, check_local_path, name_unreadabl
 from .configuration_vqgan import VQGANConfig
 from .quantizers import GumbelQuantizer, VectorQuantizer
 
+# `loss` was the quantizer loss until 0.2; transformers (and users) read an output's `loss` as the loss to
+# train with, which this one never was. An AttributeError keeps `getattr(output, "loss", None)` working.
+_LOSS_RENAMED = (
+    "{name}.loss was renamed to {name}.embedding_loss: it is the quantizer loss only, not a training loss "
+    "(see docs/differences.md)."
+)
+
 
 @dataclass
 class VQGANEncoderOutput(ModelOutput):
@@ -33,14 +40,19 @@ class VQGANEncoderOutput(ModelOutput):
             Codebook vectors, with straight-through gradients to `latents`.
         indices (`torch.LongTensor` of shape `(batch_size, height, width)`):
             Codebook indices in raster order.
-        loss (`torch.FloatTensor` of shape `()`):
-            Quantizer loss (codebook + commitment terms, or the Gumbel KL term).
+        embedding_loss (`torch.FloatTensor` of shape `()`):
+            Quantizer loss (codebook + commitment terms, or the Gumbel KL term): one term of the training
+            objective, not a training loss (it never reaches the decoder).
     """
 
     latents: Optional[torch.FloatTensor] = None
     quantized: Optional[torch.FloatTensor] = None
     indices: Optional[torch.LongTensor] = None
-    loss: Optional[torch.FloatTensor] = None
+    embedding_loss: Optional[torch.FloatTensor] = None
+
+    @property
+    def loss(self):
+        raise AttributeError(_LOSS_RENAMED.format(name=type(self).__name__))
 
 
 @dataclass
@@ -53,8 +65,9 @@ class VQGANModelOutput(ModelOutput):
             Decoded image, nominally in [-1, 1] but unbounded (the decoder has no tanh).
         indices (`torch.LongTensor` of shape `(batch_size, latent_height, latent_width)`):
             Codebook indices of the input.
-        loss (`torch.FloatTensor` of shape `()`):
-            Quantizer loss.
+        embedding_loss (`torch.FloatTensor` of shape `()`):
+            Quantizer loss (as Janus' VQ model names it). The model has no `loss`: its training loss needs the
+            image, LPIPS and the discriminator (`taming_hf.training.VQGANLoss`).
         latents (`torch.FloatTensor` of shape `(batch_size, embed_dim, latent_height, latent_width)`):
             Continuous latents before quantization.
         quantized (`torch.FloatTensor` of shape `(batch_size, embed_dim, latent_height, latent_width)`):
@@ -63,9 +76,13 @@ class VQGANModelOutput(ModelOutput):
 
     reconstruction: Optional[torch.FloatTensor] = None
     indices: Optional[torch.LongTensor] = None
-    loss: Optional[torch.FloatTensor] = None
+    embedding_loss: Optional[torch.FloatTensor] = None
     latents: Optional[torch.FloatTensor] = None
     quantized: Optional[torch.FloatTensor] = None
+
+    @property
+    def loss(self):
+        raise AttributeError(_LOSS_RENAMED.format(name=type(self).__name__))
 
 
 def _check_finite(tensor: torch.Tensor, name: str, expected: str) -> None:
@@ -106,8 +123,9 @@ class VQGANResnetBlock(GradientCheckpointingLayer):
 class VQGANAttnBlock(GradientCheckpointingLayer):
     """Single-head self-attention over all spatial positions, with a residual connection."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, config: Optional[VQGANConfig] = None):
         super().__init__()
+        self.config = config  # read at call time: `config._attn_implementation` is set after construction
         self.norm = group_norm(channels)
         self.q = nn.Conv2d(channels, channels, kernel_size=1)
         self.k = nn.Conv2d(channels, channels, kernel_size=1)
@@ -122,7 +140,11 @@ class VQGANAttnBlock(GradientCheckpointingLayer):
             return x.reshape(batch, 1, channels, height * width).transpose(2, 3)
 
         query, key, value = as_sequence(self.q(normed)), as_sequence(self.k(normed)), as_sequence(self.v(normed))
-        attended = F.scaled_dot_product_attention(query, key, value)  # scale C**-0.5, as the original
+        if self.config is not None and self.config._attn_implementation == "eager":
+            weights = torch.softmax(query @ key.transpose(-1, -2) * channels**-0.5, dim=-1)
+            attended = weights @ value
+        else:
+            attended = F.scaled_dot_product_attention(query, key, value)  # scale C**-0.5, as the original
         attended = attended.transpose(2, 3).reshape(batch, channels, height, width)
         return hidden_states + self.proj_out(attended)
 
@@ -160,12 +182,13 @@ class VQGANLevel(nn.Module):
         use_attention: bool,
         dropout: float,
         resample: Optional[str],
+        config: Optional[VQGANConfig] = None,
     ):
         super().__init__()
         self.block = nn.ModuleList(
             VQGANResnetBlock(in_channels if i == 0 else out_channels, out_channels, dropout) for i in range(num_blocks)
         )
-        self.attn = nn.ModuleList(VQGANAttnBlock(out_channels) for _ in range(num_blocks) if use_attention)
+        self.attn = nn.ModuleList(VQGANAttnBlock(out_channels, config) for _ in range(num_blocks) if use_attention)
         if resample == "down":
             self.downsample = VQGANDownsample(out_channels)
         elif resample == "up":
@@ -187,10 +210,10 @@ class VQGANLevel(nn.Module):
 class VQGANMidBlock(nn.Module):
     """Residual block, attention, residual block at the lowest resolution."""
 
-    def __init__(self, channels: int, dropout: float):
+    def __init__(self, channels: int, dropout: float, config: Optional[VQGANConfig] = None):
         super().__init__()
         self.block_1 = VQGANResnetBlock(channels, channels, dropout)
-        self.attn_1 = VQGANAttnBlock(channels)
+        self.attn_1 = VQGANAttnBlock(channels, config)
         self.block_2 = VQGANResnetBlock(channels, channels, dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -216,9 +239,10 @@ class VQGANEncoder(nn.Module):
                     use_attention=config.resolution // 2**level in config.attn_resolutions,
                     dropout=config.dropout,
                     resample="down" if level < len(multipliers) - 1 else None,
+                    config=config,
                 )
             )
-        self.mid = VQGANMidBlock(widths[-1], config.dropout)
+        self.mid = VQGANMidBlock(widths[-1], config.dropout, config)
         self.norm_out = group_norm(widths[-1])
         self.conv_out = nn.Conv2d(widths[-1], config.latent_channels, kernel_size=3, padding=1)
 
@@ -242,7 +266,7 @@ class VQGANDecoder(nn.Module):
         multipliers = config.channel_multiplier
         widths = [config.base_channels * m for m in multipliers]
         self.conv_in = nn.Conv2d(config.latent_channels, widths[-1], kernel_size=3, padding=1)
-        self.mid = VQGANMidBlock(widths[-1], config.dropout)
+        self.mid = VQGANMidBlock(widths[-1], config.dropout, config)
         levels = []
         for level, width_out in enumerate(widths):
             width_in = widths[level + 1] if level + 1 < len(widths) else widths[-1]
@@ -254,6 +278,7 @@ class VQGANDecoder(nn.Module):
                     use_attention=config.resolution // 2**level in config.attn_resolutions,
                     dropout=config.dropout,
                     resample="up" if level > 0 else None,
+                    config=config,
                 )
             )
         self.up = nn.ModuleList(levels)
@@ -273,13 +298,15 @@ class VQGANPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["VQGANResnetBlock", "VQGANAttnBlock"]
+    # Attention runs through scaled_dot_product_attention unless the config asks for "eager".
+    _supports_sdpa = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
         # PyTorch's default initialisation, as the original; codebooks uniform in +-1/K. The
         # `init` functions skip tensors that were loaded from a checkpoint.
-        if isinstance(module, nn.Conv2d):
-            fan_in = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            fan_in = module.weight[0].numel()  # in_channels / groups * kernel area, or in_features
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             init.uniform_(module.bias, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
         elif isinstance(module, nn.GroupNorm):
@@ -320,7 +347,15 @@ class VQGANModel(VQGANPreTrainedModel):
             )
         else:
             self.quantize = VectorQuantizer(
-                config.num_embeddings, config.embed_dim, beta=config.beta, legacy_beta=config.legacy_beta
+                config.num_embeddings,
+                config.embed_dim,
+                beta=config.beta,
+                legacy_beta=config.legacy_beta,
+                # getattr: configs saved before these options existed load as the plain quantizer
+                codebook_dim=getattr(config, "codebook_dim", None),
+                normalize_codes=getattr(config, "normalize_codes", False),
+                entropy_weight=getattr(config, "entropy_loss_weight", 0.0),
+                entropy_temperature=getattr(config, "entropy_temperature", 0.01),
             )
         self.post_init()
 
@@ -341,9 +376,14 @@ class VQGANModel(VQGANPreTrainedModel):
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     def get_codebook(self) -> torch.Tensor:
-        """The codebook, shape (num_embeddings, embed_dim)."""
-        quantize = self.quantize
-        return quantize.embed.weight if isinstance(quantize, GumbelQuantizer) else quantize.embedding.weight
+        """The codebook, shape (num_embeddings, codebook_dim) (`codebook_dim` is `embed_dim` unless factorised)."""
+        return self.quantize.codebook
+
+    @property
+    def codebook_parameter_name(self) -> str:
+        """The codebook's name in `named_parameters()` / the state dict (e.g. `quantize.embedding.weight`)."""
+        codebook = self.get_codebook()
+        return next(name for name, parameter in self.named_parameters() if parameter is codebook)
 
     def get_last_layer(self) -> torch.Tensor:
         """Weight of the decoder's last convolution (the adaptive GAN weight is computed on it)."""
@@ -361,7 +401,7 @@ class VQGANModel(VQGANPreTrainedModel):
                 Images scaled to [-1, 1]; height and width divisible by `config.downsample_factor`.
 
         Returns:
-            [`VQGANEncoderOutput`] (or a tuple `(latents, quantized, indices, loss)`).
+            [`VQGANEncoderOutput`] (or a tuple `(latents, quantized, indices, embedding_loss)`).
 
         Raises:
             `ValueError`: for a bad `pixel_values` (see the class docstring for which checks run when).
@@ -371,7 +411,7 @@ class VQGANModel(VQGANPreTrainedModel):
         quantized, loss, indices = self.quantize(latents)
         if not return_dict:
             return latents, quantized, indices, loss
-        return VQGANEncoderOutput(latents=latents, quantized=quantized, indices=indices, loss=loss)
+        return VQGANEncoderOutput(latents=latents, quantized=quantized, indices=indices, embedding_loss=loss)
 
     def decode(self, quantized: torch.FloatTensor) -> torch.FloatTensor:
         """(B, embed_dim, h, w) quantized latents -> (B, out_channels, h * f, w * f) images.
@@ -404,7 +444,7 @@ class VQGANModel(VQGANPreTrainedModel):
         Encode, quantize and decode `pixel_values` of shape `(batch_size, in_channels, height, width)`.
 
         Returns:
-            [`VQGANModelOutput`] (or a tuple `(reconstruction, indices, loss)`).
+            [`VQGANModelOutput`] (or a tuple `(reconstruction, indices, embedding_loss)`).
 
         Raises:
             `ValueError`: for a bad `pixel_values`, as [`~VQGANModel.encode`].
@@ -412,11 +452,11 @@ class VQGANModel(VQGANPreTrainedModel):
         encoded = self.encode(pixel_values)
         reconstruction = self._decode(encoded.quantized)
         if not return_dict:
-            return reconstruction, encoded.indices, encoded.loss
+            return reconstruction, encoded.indices, encoded.embedding_loss
         return VQGANModelOutput(
             reconstruction=reconstruction,
             indices=encoded.indices,
-            loss=encoded.loss,
+            embedding_loss=encoded.embedding_loss,
             latents=encoded.latents,
             quantized=encoded.quantized,
         )
