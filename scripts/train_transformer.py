@@ -95,6 +95,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--validation_fraction", type=float, default=0.02, help="Held out from train when there is no such split."
     )
     data.add_argument("--codes_cache_dir", type=str, default=None, help="Default: {output_dir}/codes_cache.")
+    data.add_argument(
+        "--streaming",
+        action="store_true",
+        help="Stream the training split (datasets' streaming mode): images are encoded as they arrive, not cached; "
+        "needs --max_train_steps. The validation images (at most --max_eval_samples) are read into memory.",
+    )
+    data.add_argument(
+        "--shuffle_buffer_size", type=int, default=1000, help="Shuffle buffer of a streamed training split."
+    )
     data.add_argument("--encode_batch_size", type=int, default=64)
 
     model = parser.add_argument_group("model")
@@ -207,6 +216,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--caption_dropout_prob must be in [0, 1), got {args.caption_dropout_prob}.")
     if args.max_text_length < 1:
         parser.error(f"--max_text_length must be a positive number of tokens, got {args.max_text_length}.")
+    if args.streaming and args.max_train_steps is None:
+        parser.error("--streaming needs --max_train_steps: a streamed dataset has no length to count epochs by.")
+    if args.streaming and args.text_vocab == "seen":
+        parser.error(
+            "--streaming needs --text_vocab all: --text_vocab seen reads every training caption before training, "
+            "which a stream cannot do."
+        )
     try:  # the pipeline's own rules for sampling arguments
         check_sampling_arguments(
             args.sample_top_k, args.sample_top_p, args.sample_temperature, args.sample_guidance_scale
@@ -226,20 +242,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_splits(args):
-    """-> (train `Dataset`, validation `Dataset`) of raw images (see `taming_hf.training.data`)."""
+    """
+    -> (train, validation) datasets of raw images (see `taming_hf.training.data`). With `--streaming` the
+    train split is an `IterableDataset` (shuffled with a buffer) and the validation images are read into a
+    `Dataset`; a stream without a validation split holds out its first `--max_eval_samples` examples.
+    """
 
-    def load(split, limit):
+    def load(split, limit, streaming=False):
         return load_image_dataset(
-            args.dataset_name, args.dataset_config_name, args.train_data_dir, split, False, args.cache_dir, limit
+            args.dataset_name, args.dataset_config_name, args.train_data_dir, split, streaming, args.cache_dir, limit
         )
 
-    train = load("train", args.max_train_samples)
+    train = load("train", args.max_train_samples, args.streaming)
     for split in [args.validation_split] if args.validation_split else ["validation", "test"]:
         try:
-            return train, load(split, args.max_eval_samples)
+            held_out = load(split, args.max_eval_samples, args.streaming)
         except (ValueError, KeyError):
             if args.validation_split:
                 raise
+            continue
+        return (stream_for_training(train, args), materialize(held_out)) if args.streaming else (train, held_out)
+    if args.streaming:
+        size = args.max_eval_samples or 1000
+        return stream_for_training(train.skip(size), args), materialize(train.take(size))
     parts = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
     held_out = parts["test"]
     if args.max_eval_samples is not None:
@@ -247,12 +272,26 @@ def load_splits(args):
     return parts["train"], held_out
 
 
+def stream_for_training(stream: datasets.IterableDataset, args) -> datasets.IterableDataset:
+    """A streamed training split, shuffled through a buffer (Trainer reshuffles it each epoch with set_epoch)."""
+    return stream.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
+
+
+def materialize(stream: datasets.IterableDataset) -> datasets.Dataset:
+    """The (small) streamed validation split as a map-style `Dataset`, with its features."""
+    examples = list(stream)
+    if not examples:
+        raise ValueError("The streamed validation split is empty; pass --validation_split or --max_eval_samples.")
+    return datasets.Dataset.from_list(examples, features=stream.features)
+
+
 def prepare_images(dataset: datasets.Dataset, args) -> datasets.Dataset:
     """Leave image columns undecoded until `encode_dataset` decodes them with `decode_image`, which names a
     corrupt or truncated file (as in train_vqgan.py); datasets' own decoding does not."""
     check_image_column(dataset, args.image_column)
+    columns = dataset.column_names  # None for a stream without declared features
     for column in [args.caption_column] + list(args.extra_caption_columns):
-        if column is not None and column not in dataset.column_names:
+        if column is not None and columns is not None and column not in columns:
             raise ValueError(
                 f"Caption column {column!r} is not in the dataset; its columns are {dataset.column_names}."
             )
@@ -268,17 +307,22 @@ def find_label_column(dataset: datasets.Dataset, requested: str = None):
         if requested not in dataset.column_names:
             raise ValueError(f"--label_column {requested!r} is not in the dataset's columns {dataset.column_names}.")
         return requested
-    for name, feature in dataset.features.items():
+    for name, feature in (dataset.features or {}).items():
         if isinstance(feature, datasets.ClassLabel):
             return name
-    return "label" if "label" in dataset.column_names else None
+    return "label" if "label" in (dataset.column_names or []) else None
 
 
 def class_names(dataset: datasets.Dataset, label_column: str):
     """-> (number of classes, id2label or None)."""
-    feature = dataset.features[label_column]
+    feature = dataset.features[label_column] if dataset.features is not None else None
     if isinstance(feature, datasets.ClassLabel):
         return feature.num_classes, dict(enumerate(feature.names))
+    if isinstance(dataset, datasets.IterableDataset):
+        raise ValueError(
+            f"--streaming with class conditioning needs a ClassLabel column to count the classes; {label_column!r} "
+            f"is {feature}."
+        )
     return int(max(dataset[label_column])) + 1, None
 
 
@@ -589,9 +633,10 @@ def main(argv=None):
             "Text vocabulary: %d prior tokens for the tokenizer's %d ids.", text_vocabulary.num_tokens, len(tokenizer)
         )
 
-    height, width = np.asarray(train_codes[0]["indices"]).shape
+    first = next(iter(train_codes)) if args.streaming else train_codes[0]
+    height, width = np.asarray(first["indices"]).shape
     factor = vqgan.config.downsample_factor
-    condition_cells = np.asarray(train_codes[0]["condition_indices"]).size if conditioning == "spatial" else 0
+    condition_cells = np.asarray(first["condition_indices"]).size if conditioning == "spatial" else 0
     sequence_length = prefix_length(layout, condition_cells, args.max_text_length) + height * width
     token_order = make_token_order(args.token_order, height, width, args.token_order_seed)
     logger.info("Layout %s; latent grid %dx%d; sequence length %d.", layout, height, width, sequence_length)

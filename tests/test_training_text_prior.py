@@ -167,7 +167,7 @@ def tiny_rgb_vqgan():
         latent_channels=8,
         resolution=16,
         in_channels=3,
-        base_channels=16,
+        base_channels=32,
         channel_multiplier=[1, 2],
         num_res_blocks=1,
         attn_resolutions=[],
@@ -245,3 +245,58 @@ def test_saved_text_pipeline_has_the_tokenizer_and_the_seen_vocabulary(text_run,
         prompt=["a red square", "a blue square"], generator=torch.Generator().manual_seed(0), output_type="np"
     )
     assert images.images.shape == (2, 16, 16, 3)
+
+
+@pytest.mark.slow
+def test_streamed_text_run_encodes_as_it_trains(text_run, tokenizer, tmp_path):
+    """The same captioned set streamed: codes are encoded on the fly; every tokenizer id is a prior token."""
+    root = text_run
+    args = ["--dataset_name", root / "data", "--streaming", "--max_eval_samples", "16", "--text_vocab", "all"]
+    args += ["--vqgan_model_name_or_path", root / "vqgan", "--output_dir", tmp_path / "out"]
+    args += ["--conditioning", "text", "--caption_column", "text", "--extra_caption_columns", "keywords"]
+    args += ["--tokenizer_name_or_path", root / "tokenizer", "--max_text_length", "8"]
+    args += ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--train_batch_size", "8"]
+    args += ["--max_train_steps", "4", "--logging_steps", "2", "--validation_steps", "4", "--checkpointing_steps", "4"]
+    args += ["--num_validation_images", "2"]
+    run_script(args)
+    losses = logged_losses(tmp_path / "out")
+    assert sorted(losses) == [1, 2, 4] and all(math.isfinite(loss) for loss in losses.values())
+    pipe = TamingPipeline.from_pretrained(tmp_path / "out")
+    assert pipe.config.text_token_ids is None and pipe.config.num_condition_tokens == len(tokenizer)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--text_loss_weight", "1"], "--text_loss_weight must be in [0, 1) (1 would train no image code), got 1.0."),
+        (["--caption_dropout_prob", "1.5"], "--caption_dropout_prob must be in [0, 1), got 1.5."),
+        (["--max_text_length", "0"], "--max_text_length must be a positive number of tokens, got 0."),
+        (["--streaming"], "--streaming needs --max_train_steps: a streamed dataset has no length to count epochs by."),
+        (
+            ["--streaming", "--max_train_steps", "5"],
+            "--streaming needs --text_vocab all: --text_vocab seen reads every training caption before training, "
+            "which a stream cannot do.",
+        ),
+    ],
+)
+def test_text_flags_outside_their_domain_are_named(flags, message, capsys):
+    from test_training_transformer import load_script_module
+
+    script = load_script_module()
+    with pytest.raises(SystemExit):
+        script.parse_args(["--vqgan_model_name_or_path", "x", "--dataset_name", "d"] + flags)
+    assert message in capsys.readouterr().err
+
+
+def test_text_only_flags_need_text_conditioning():
+    from test_training_transformer import load_script_module
+
+    script = load_script_module()
+    args = script.parse_args(["--vqgan_model_name_or_path", "x", "--dataset_name", "d", "--text_loss_weight", "0.1"])
+    with pytest.raises(ValueError, match=re.escape("--text_loss_weight needs --conditioning text, got 'class'.")):
+        script.check_text_arguments(args, "class")
+    args = script.parse_args(["--vqgan_model_name_or_path", "x", "--dataset_name", "d"])
+    with pytest.raises(
+        ValueError, match=re.escape("--conditioning text needs --caption_column and --tokenizer_name_or_path.")
+    ):
+        script.check_text_arguments(args, "text")

@@ -171,6 +171,8 @@ def encode_dataset(
     weights and the preprocessing. Running again loads finished shards from disk, so an interrupted
     encode resumes at the first missing shard and a finished one costs nothing.
 
+    A streamed `datasets.IterableDataset` is encoded lazily instead (as training reads it; no cache).
+
     Args:
         dataset (`datasets.Dataset`): images in `image_column` (PIL), optional class ids in
             `label_column`, optional condition images in `condition_column` (spatial conditioning,
@@ -196,10 +198,6 @@ def encode_dataset(
     vqgan.eval()
     if condition_vqgan is not None:
         condition_vqgan.eval()
-    fingerprint = _encoding_fingerprint(dataset, vqgan, image_processor, image_column, label_column, condition_vqgan)
-    if caption_columns:  # the captions' tokens depend on the tokenizer and the length too
-        text = f"{fingerprint}|{caption_columns}|{tokenizer_fingerprint(tokenizer)}|{max_text_length}"
-        fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
     fn_kwargs = dict(
         vqgan=vqgan,
         image_processor=image_processor,
@@ -212,6 +210,12 @@ def encode_dataset(
         tokenizer=tokenizer,
         max_text_length=max_text_length,
     )
+    if isinstance(dataset, datasets.IterableDataset):
+        return _encode_stream(dataset, batch_size, fn_kwargs)
+    fingerprint = _encoding_fingerprint(dataset, vqgan, image_processor, image_column, label_column, condition_vqgan)
+    if caption_columns:  # the captions' tokens depend on the tokenizer and the length too
+        text = f"{fingerprint}|{caption_columns}|{tokenizer_fingerprint(tokenizer)}|{max_text_length}"
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
     num_shards = max(1, math.ceil(len(dataset) / shard_size))
     shards = []
     for index in range(num_shards):
@@ -237,7 +241,19 @@ def encode_dataset(
     return datasets.concatenate_datasets(shards) if len(shards) > 1 else shards[0]
 
 
+def _encode_stream(dataset: datasets.IterableDataset, batch_size: int, fn_kwargs: dict) -> datasets.IterableDataset:
+    """A streamed dataset's codes: encoded lazily batch by batch as training reads them (nothing is cached)."""
+    outputs = ["indices"]
+    outputs += ["class_labels"] if fn_kwargs["label_column"] else []
+    outputs += ["condition_indices"] if fn_kwargs["condition_column"] else []
+    outputs += ["caption_ids"] if fn_kwargs["caption_columns"] else []
+    encoded = dataset.map(_encode_batch, batched=True, batch_size=batch_size, fn_kwargs=fn_kwargs)
+    return encoded.select_columns(outputs)
+
+
 def _check_columns(dataset: datasets.Dataset, columns: Sequence[Optional[str]]) -> None:
+    if dataset.column_names is None:  # a stream without declared features: its first batch will tell
+        return
     for column in columns:
         if column is not None and column not in dataset.column_names:
             raise ValueError(f"Column {column!r} is not in the dataset; its columns are {dataset.column_names}.")
