@@ -260,7 +260,7 @@ def test_save_load_round_trip_with_tokenizer_and_clip(tokenizer, tmp_path):
 
 def test_model_card_of_a_text_pipeline(tokenizer):
     card = str(make_text_pipeline(tokenizer).create_model_card("user/emoji-text"))
-    assert "pipeline_tag: text-to-image" in card
+    assert "pipeline_tag: text-to-image" in card and "- text-to-image" in card and "text-generation" not in card
     assert 'images = pipe(prompt="a red apple", num_images_per_prompt=4, generator=generator).images' in card
     assert f"| max_text_length | {LENGTH} |" in card
     assert f"| text tokens | all {len(tokenizer)} tokenizer ids |" in card

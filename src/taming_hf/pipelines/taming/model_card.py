@@ -13,6 +13,8 @@ _PIPELINE_TAGS = {
     "text": "text-to-image",
 }
 
+_KIND_TAGS = {"text": "text-to-image"}
+
 _CALLS = {
     "unconditional": "pipe(batch_size=4, top_k=250, generator=generator).images",
     "completion": "pipe(image=image, num_rows_to_keep=8, top_k=250, generator=generator).images",
@@ -117,7 +119,13 @@ def create_model_card(
         library_name="taming_hf",
         license="mit",
         pipeline_tag=_PIPELINE_TAGS[conditioning],
-        tags=["taming-transformers", "vqgan", "autoregressive", f"{conditioning}-generation"],
+        # "text-generation" is the Hub's tag for language models; a text prior makes images
+        tags=[
+            "taming-transformers",
+            "vqgan",
+            "autoregressive",
+            _KIND_TAGS.get(conditioning, f"{conditioning}-generation"),
+        ],
     )
     sections = [
         "---",
