@@ -377,3 +377,11 @@ def test_error_reranking_arguments(tokenizer):
         pipe(prompt="a cat", clip=clip, clip_processor=processor)
     with raises_exactly("Got 2 generators for a batch of 4 images."):
         pipe(prompt="a cat", num_candidates=4, clip=clip, clip_processor=processor, generator=[seeded(), seeded()])
+
+
+def test_text_calls_emit_no_warnings(tokenizer, caplog):
+    from test_pipeline import warnings_of
+
+    pipe = make_text_pipeline(tokenizer, clip=tiny_clip(tokenizer))
+    call = dict(prompt=["a red apple", "a cat"], guidance_scale=2.0, num_candidates=2, generator=seeded())
+    assert warnings_of(lambda: pipe(**call), caplog) == []
