@@ -92,9 +92,17 @@ def tiny_text_trainer(tokenizer, tmp_path, text_loss_weight):
     text = vocabulary(tokenizer)
     layout = TokenLayout.build("text", K, len(tokenizer))
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=layout.vocab_size, n_positions=LENGTH + 4, n_embd=16, n_layer=1, n_head=2)
+    special = layout.text_pad_token_id
+    config = GPT2Config(
+        vocab_size=layout.vocab_size,
+        n_positions=LENGTH + 4,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        bos_token_id=special,
+        eos_token_id=special,
+    )
     config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0  # training mode without dropout noise
-    config.bos_token_id = config.eos_token_id = layout.text_pad_token_id
     model = GPT2LMHeadModel(config)
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False)
     null = text.prefix([tokenizer("")["input_ids"]])[0]
