@@ -7,10 +7,11 @@
 
 1. Loads an image dataset (Hub id, local `datasets` folder, image folder with class
    subfolders, or `fashion_mnist` from its local IDX files) and encodes it once into index grids with the
-   frozen VQGAN (`encode_dataset`: cached on disk, resumable).
+   frozen VQGAN (`encode_dataset`: cached on disk, resumable); for `--conditioning text` it tokenizes the
+   captions of `--caption_column` (and `--extra_caption_columns`) in the same pass.
 2. Trains a `GPT2LMHeadModel` on [condition prefix | image codes] with transformers' `Trainer`
    (Accelerate underneath: DDP / FSDP / DeepSpeed, mixed precision, checkpoints and resume,
-   trackers); the loss covers image codes only.
+   trackers); the loss covers image codes only (text models: plus `--text_loss_weight` on the caption).
 3. Evaluates validation loss and bits per token, samples a grid every `--validation_steps`, and
    writes a complete TamingPipeline (`model_index.json`, `vqgan/`, `transformer/`) to `--output_dir`.
 
@@ -27,20 +28,23 @@ from typing import Optional
 import datasets
 import numpy as np
 import torch
-from transformers import GPT2LMHeadModel, TrainingArguments, set_seed
+from transformers import AutoTokenizer, GPT2LMHeadModel, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from taming_hf import VQGANImageProcessor, VQGANModel
 from taming_hf.pipelines.taming.sampling import check_sampling_arguments
 from taming_hf.pipelines.taming.sampling_settings import SamplingSettings
+from taming_hf.pipelines.taming.text_vocabulary import TextVocabulary, tokenize_captions, tokenizer_fingerprint
 from taming_hf.pipelines.taming.vocabulary import CONDITIONING_KINDS, TokenLayout
 from taming_hf.training.data import check_image_column, decode_image, load_image_dataset, prepare_for_decoding
 from taming_hf.training.prior_data import (
     TOKEN_ORDERS,
     PriorDataCollator,
     encode_dataset,
+    example_captions,
     make_token_order,
     prefix_length,
+    seen_text_token_ids,
 )
 from taming_hf.training.prior_trainer import PriorTrainer, SampleGridCallback, build_prior_config
 from taming_hf.utils.loading import check_safetensors_files, missing_local_path_message
@@ -70,6 +74,17 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="Class-id column for class conditioning (default: the dataset's ClassLabel column).",
     )
     data.add_argument("--condition_image_column", type=str, default=None, help="Condition images (spatial).")
+    data.add_argument(
+        "--caption_column", type=str, default=None, help="Captions for --conditioning text (strings or string lists)."
+    )
+    data.add_argument(
+        "--extra_caption_columns",
+        type=str,
+        nargs="*",
+        default=[],
+        help="More caption columns (e.g. keywords): each training step reads one caption of an image, drawn "
+        "uniformly from all of its captions in these columns and --caption_column.",
+    )
     data.add_argument("--resolution", type=int, default=None, help="Image size (default: the VQGAN's).")
     data.add_argument("--max_train_samples", type=int, default=None)
     data.add_argument("--max_eval_samples", type=int, default=1000)
@@ -80,6 +95,15 @@ def parse_args(input_args=None) -> argparse.Namespace:
         "--validation_fraction", type=float, default=0.02, help="Held out from train when there is no such split."
     )
     data.add_argument("--codes_cache_dir", type=str, default=None, help="Default: {output_dir}/codes_cache.")
+    data.add_argument(
+        "--streaming",
+        action="store_true",
+        help="Stream the training split (datasets' streaming mode): images are encoded as they arrive, not cached; "
+        "needs --max_train_steps. The validation images (at most --max_eval_samples) are read into memory.",
+    )
+    data.add_argument(
+        "--shuffle_buffer_size", type=int, default=1000, help="Shuffle buffer of a streamed training split."
+    )
     data.add_argument("--encode_batch_size", type=int, default=64)
 
     model = parser.add_argument_group("model")
@@ -98,6 +122,35 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="Probability of the null class (classifier-free guidance). Default 0.1 for class conditioning.",
     )
     model.add_argument("--pkeep", type=float, default=1.0, help="Keep probability of each input image code.")
+    text = parser.add_argument_group("text conditioning")
+    text.add_argument(
+        "--tokenizer_name_or_path",
+        type=str,
+        default=None,
+        help="A transformers tokenizer (e.g. a CLIPTokenizer folder); saved with the pipeline.",
+    )
+    text.add_argument("--max_text_length", type=int, default=32, help="Text prefix length (captions are truncated).")
+    text.add_argument(
+        "--text_vocab",
+        type=str,
+        default="seen",
+        choices=("seen", "all"),
+        help="'seen': the prior has tokens only for the tokenizer ids the training captions use (others read as "
+        "one unknown token); 'all': one token per tokenizer id.",
+    )
+    text.add_argument(
+        "--caption_dropout_prob",
+        type=float,
+        default=None,
+        help="Probability of the empty caption (classifier-free guidance). Default 0.1 for text conditioning.",
+    )
+    text.add_argument(
+        "--text_loss_weight",
+        type=float,
+        default=0.0,
+        help="Weight of the caption tokens' loss in [0, 1); image codes get 1 minus it. 0: image codes only; "
+        "DALL-E used 0.125.",
+    )
     model.add_argument("--token_order", type=str, default="raster", choices=TOKEN_ORDERS)
     model.add_argument("--token_order_seed", type=int, default=1)
 
@@ -144,7 +197,8 @@ def parse_args(input_args=None) -> argparse.Namespace:
         "--sample_guidance_scale",
         type=float,
         default=None,
-        help="Classifier-free guidance (1 = off); needs --conditioning class with --class_dropout_prob > 0.",
+        help="Classifier-free guidance (1 = off); needs --conditioning class with --class_dropout_prob > 0, or "
+        "--conditioning text with --caption_dropout_prob > 0.",
     )
     train.add_argument("--push_to_hub", action="store_true")
     train.add_argument("--hub_model_id", type=str, default=None)
@@ -154,6 +208,21 @@ def parse_args(input_args=None) -> argparse.Namespace:
         parser.error("Give exactly one of --dataset_name and --train_data_dir.")
     if not 0.0 < args.pkeep <= 1.0:
         parser.error(f"--pkeep must be in (0, 1], got {args.pkeep}.")
+    if not 0.0 <= args.text_loss_weight < 1.0:
+        parser.error(
+            f"--text_loss_weight must be in [0, 1) (1 would train no image code), got {args.text_loss_weight}."
+        )
+    if args.caption_dropout_prob is not None and not 0.0 <= args.caption_dropout_prob < 1.0:
+        parser.error(f"--caption_dropout_prob must be in [0, 1), got {args.caption_dropout_prob}.")
+    if args.max_text_length < 1:
+        parser.error(f"--max_text_length must be a positive number of tokens, got {args.max_text_length}.")
+    if args.streaming and args.max_train_steps is None:
+        parser.error("--streaming needs --max_train_steps: a streamed dataset has no length to count epochs by.")
+    if args.streaming and args.text_vocab == "seen":
+        parser.error(
+            "--streaming needs --text_vocab all: --text_vocab seen reads every training caption before training, "
+            "which a stream cannot do."
+        )
     try:  # the pipeline's own rules for sampling arguments
         check_sampling_arguments(
             args.sample_top_k, args.sample_top_p, args.sample_temperature, args.sample_guidance_scale
@@ -173,20 +242,29 @@ def parse_args(input_args=None) -> argparse.Namespace:
 
 
 def load_splits(args):
-    """-> (train `Dataset`, validation `Dataset`) of raw images (see `taming_hf.training.data`)."""
+    """
+    -> (train, validation) datasets of raw images (see `taming_hf.training.data`). With `--streaming` the
+    train split is an `IterableDataset` (shuffled with a buffer) and the validation images are read into a
+    `Dataset`; a stream without a validation split holds out its first `--max_eval_samples` examples.
+    """
 
-    def load(split, limit):
+    def load(split, limit, streaming=False):
         return load_image_dataset(
-            args.dataset_name, args.dataset_config_name, args.train_data_dir, split, False, args.cache_dir, limit
+            args.dataset_name, args.dataset_config_name, args.train_data_dir, split, streaming, args.cache_dir, limit
         )
 
-    train = load("train", args.max_train_samples)
+    train = load("train", args.max_train_samples, args.streaming)
     for split in [args.validation_split] if args.validation_split else ["validation", "test"]:
         try:
-            return train, load(split, args.max_eval_samples)
+            held_out = load(split, args.max_eval_samples, args.streaming)
         except (ValueError, KeyError):
             if args.validation_split:
                 raise
+            continue
+        return (stream_for_training(train, args), materialize(held_out)) if args.streaming else (train, held_out)
+    if args.streaming:
+        size = args.max_eval_samples or 1000
+        return stream_for_training(train.skip(size), args), materialize(train.take(size))
     parts = train.train_test_split(test_size=args.validation_fraction, seed=args.seed)
     held_out = parts["test"]
     if args.max_eval_samples is not None:
@@ -194,10 +272,29 @@ def load_splits(args):
     return parts["train"], held_out
 
 
+def stream_for_training(stream: datasets.IterableDataset, args) -> datasets.IterableDataset:
+    """A streamed training split, shuffled through a buffer (Trainer reshuffles it each epoch with set_epoch)."""
+    return stream.shuffle(seed=args.seed, buffer_size=args.shuffle_buffer_size)
+
+
+def materialize(stream: datasets.IterableDataset) -> datasets.Dataset:
+    """The (small) streamed validation split as a map-style `Dataset`, with its features."""
+    examples = list(stream)
+    if not examples:
+        raise ValueError("The streamed validation split is empty; pass --validation_split or --max_eval_samples.")
+    return datasets.Dataset.from_list(examples, features=stream.features)
+
+
 def prepare_images(dataset: datasets.Dataset, args) -> datasets.Dataset:
     """Leave image columns undecoded until `encode_dataset` decodes them with `decode_image`, which names a
     corrupt or truncated file (as in train_vqgan.py); datasets' own decoding does not."""
     check_image_column(dataset, args.image_column)
+    columns = dataset.column_names  # None for a stream without declared features
+    for column in [args.caption_column] + list(args.extra_caption_columns):
+        if column is not None and columns is not None and column not in columns:
+            raise ValueError(
+                f"Caption column {column!r} is not in the dataset; its columns are {dataset.column_names}."
+            )
     for column in (args.image_column, args.condition_image_column):
         if column is not None and column in dataset.column_names:
             dataset = prepare_for_decoding(dataset, column)
@@ -210,17 +307,22 @@ def find_label_column(dataset: datasets.Dataset, requested: str = None):
         if requested not in dataset.column_names:
             raise ValueError(f"--label_column {requested!r} is not in the dataset's columns {dataset.column_names}.")
         return requested
-    for name, feature in dataset.features.items():
+    for name, feature in (dataset.features or {}).items():
         if isinstance(feature, datasets.ClassLabel):
             return name
-    return "label" if "label" in dataset.column_names else None
+    return "label" if "label" in (dataset.column_names or []) else None
 
 
 def class_names(dataset: datasets.Dataset, label_column: str):
     """-> (number of classes, id2label or None)."""
-    feature = dataset.features[label_column]
+    feature = dataset.features[label_column] if dataset.features is not None else None
     if isinstance(feature, datasets.ClassLabel):
         return feature.num_classes, dict(enumerate(feature.names))
+    if isinstance(dataset, datasets.IterableDataset):
+        raise ValueError(
+            f"--streaming with class conditioning needs a ClassLabel column to count the classes; {label_column!r} "
+            f"is {feature}."
+        )
     return int(max(dataset[label_column])) + 1, None
 
 
@@ -257,6 +359,8 @@ def resolve_conditioning(args, label_column: str) -> str:
         return args.conditioning
     if args.condition_vqgan_model_name_or_path is not None:
         return "spatial"
+    if args.caption_column is not None:
+        return "text"
     return "class" if label_column is not None else "unconditional"
 
 
@@ -268,11 +372,54 @@ def build_layout(conditioning: str, vqgan, condition_vqgan, num_classes: int, cl
     return TokenLayout.build(conditioning, vqgan.config.num_embeddings)
 
 
-def make_pipeline(transformer, vqgan, condition_vqgan, layout: TokenLayout, id2label, token_order):
+def build_text_layout(vqgan, tokenizer, train_codes, args, null_caption: Optional[str]):
+    """
+    The text layout and vocabulary: one prior token per tokenizer id (`--text_vocab all`), or per id the
+    training captions (and the null caption) use (`seen`), which keeps the prior small with a 49k-id CLIP BPE.
+    """
+    num_codes = vqgan.config.num_embeddings
+    kept = None
+    if args.text_vocab == "seen":
+        null_ids = tokenize_captions(tokenizer, [null_caption or ""], args.max_text_length)[0][0]
+        kept = tuple(seen_text_token_ids(train_codes["caption_ids"], extra=null_ids))
+    num_text = len(tokenizer) if kept is None else len(kept)
+    layout = TokenLayout.build("text", num_codes, num_text, with_text_unknown=kept is not None)
+    vocabulary = TextVocabulary(
+        offset=num_codes,
+        tokenizer_vocab_size=len(tokenizer),
+        max_text_length=args.max_text_length,
+        pad_token_id=layout.text_pad_token_id,
+        token_ids=kept,
+        unknown_token_id=layout.text_unknown_token_id,
+    )
+    return layout, vocabulary
+
+
+def make_pipeline(
+    transformer,
+    vqgan,
+    condition_vqgan,
+    layout: TokenLayout,
+    id2label,
+    token_order,
+    tokenizer=None,
+    text_vocabulary: Optional[TextVocabulary] = None,
+    null_caption: Optional[str] = None,
+):
     """A `TamingPipeline` around the prior being trained (lazy import: the pipeline module is heavy)."""
     from taming_hf.pipelines.taming import TamingPipeline
 
     raster = token_order is None or list(token_order) == sorted(token_order)
+    text = {}
+    if layout.conditioning == "text":
+        text = dict(
+            tokenizer=tokenizer,
+            max_text_length=text_vocabulary.max_text_length,
+            text_token_ids=None if text_vocabulary.token_ids is None else list(text_vocabulary.token_ids),
+            text_pad_token_id=layout.text_pad_token_id,
+            text_unknown_token_id=layout.text_unknown_token_id,
+            null_caption=null_caption,
+        )
     return TamingPipeline(
         vqgan=vqgan,
         transformer=transformer,
@@ -283,6 +430,7 @@ def make_pipeline(transformer, vqgan, condition_vqgan, layout: TokenLayout, id2l
         null_class_token_id=layout.null_class_token_id,
         id2label=id2label,
         token_order=None if raster else list(token_order),
+        **text,
     )
 
 
@@ -291,6 +439,8 @@ def sampling_kwargs(layout: TokenLayout, num_images: int, height: int, width: in
     condition images (spatial) or images to complete (completion), or `num_images` unconditional
     samples, at the training size."""
     size = {"height": height, "width": width}
+    if layout.conditioning == "text":  # the first validation captions
+        return {"prompt": list(conditions), **size}
     if layout.conditioning == "class":
         return {"class_labels": [i % layout.num_condition_tokens for i in range(num_images)], **size}
     if layout.conditioning == "spatial":
@@ -300,13 +450,17 @@ def sampling_kwargs(layout: TokenLayout, num_images: int, height: int, width: in
     return {"batch_size": num_images, **size}
 
 
-def sampling_defaults(args, layout: TokenLayout) -> Optional[SamplingSettings]:
+def sampling_defaults(args, layout: TokenLayout, caption_dropout_prob: float = 0.0) -> Optional[SamplingSettings]:
     """The `--sample_*` settings to save as the prior's generation_config defaults; None when none is given."""
     given = (args.sample_top_k, args.sample_top_p, args.sample_temperature, args.sample_guidance_scale)
     if all(value is None for value in given):
         return None
     guidance_scale = args.sample_guidance_scale
-    if guidance_scale not in (None, 1.0) and layout.null_class_token_id is None:
+    if guidance_scale not in (None, 1.0) and layout.conditioning == "text" and caption_dropout_prob == 0:
+        raise ValueError(
+            f"--sample_guidance_scale {guidance_scale} needs a null caption to guide with: --caption_dropout_prob > 0."
+        )
+    if guidance_scale not in (None, 1.0) and layout.conditioning != "text" and layout.null_class_token_id is None:
         raise ValueError(
             f"--sample_guidance_scale {guidance_scale} needs a null class to guide with: --conditioning class "
             f"with --class_dropout_prob > 0 (this run's conditioning is {layout.conditioning!r} without one)."
@@ -317,6 +471,32 @@ def sampling_defaults(args, layout: TokenLayout) -> Optional[SamplingSettings]:
         temperature=1.0 if args.sample_temperature is None else args.sample_temperature,
         guidance_scale=1.0 if guidance_scale is None else guidance_scale,
     )
+
+
+def check_text_arguments(args, conditioning: str):
+    """
+    The tokenizer, caption dropout, null caption and caption columns of a text run (`None, 0.0, None, []`
+    otherwise); text-only flags on another kind raise.
+    """
+    if conditioning != "text":
+        for flag in ("caption_dropout_prob", "tokenizer_name_or_path"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag} needs --conditioning text, got {conditioning!r}.")
+        if args.text_loss_weight > 0:
+            raise ValueError(f"--text_loss_weight needs --conditioning text, got {conditioning!r}.")
+        return None, 0.0, None, []
+    if args.caption_column is None or args.tokenizer_name_or_path is None:
+        raise ValueError("--conditioning text needs --caption_column and --tokenizer_name_or_path.")
+    message = missing_local_path_message(args.tokenizer_name_or_path, "--tokenizer_name_or_path")
+    if message is not None:
+        raise ValueError(message)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path)
+    logger.info(
+        "Tokenizer %s (%d ids, %s).", type(tokenizer).__name__, len(tokenizer), tokenizer_fingerprint(tokenizer)
+    )
+    caption_dropout_prob = 0.1 if args.caption_dropout_prob is None else args.caption_dropout_prob
+    null_caption = "" if caption_dropout_prob > 0 else None  # the empty caption is the null condition
+    return tokenizer, caption_dropout_prob, null_caption, [args.caption_column] + list(args.extra_caption_columns)
 
 
 def training_arguments(args) -> TrainingArguments:
@@ -417,8 +597,12 @@ def main(args):
     if class_dropout_prob > 0 and conditioning != "class":
         raise ValueError(f"--class_dropout_prob needs --conditioning class, got {conditioning!r}.")
     num_classes, id2label = class_names(train_raw, label_column) if conditioning == "class" else (0, None)
-    layout = build_layout(conditioning, vqgan, condition_vqgan, num_classes, class_dropout_prob)
-    recommended_sampling = sampling_defaults(args, layout)
+    tokenizer, caption_dropout_prob, null_caption, caption_columns = check_text_arguments(args, conditioning)
+    if conditioning == "text":  # the text vocabulary follows the encoded captions (below)
+        layout = TokenLayout.build("text", vqgan.config.num_embeddings, len(tokenizer))
+    else:
+        layout = build_layout(conditioning, vqgan, condition_vqgan, num_classes, class_dropout_prob)
+    recommended_sampling = sampling_defaults(args, layout, caption_dropout_prob)
 
     encode_kwargs = dict(
         vqgan=vqgan,
@@ -430,15 +614,29 @@ def main(args):
         condition_processor=condition_processor,
         batch_size=args.encode_batch_size,
         cache_dir=args.codes_cache_dir or os.path.join(args.output_dir, "codes_cache"),
+        caption_columns=caption_columns,
+        tokenizer=tokenizer,
+        max_text_length=args.max_text_length,
     )
     with training_args.main_process_first(desc="encoding the dataset with the VQGAN"):
         train_codes = encode_dataset(train_raw, **encode_kwargs)
         eval_codes = encode_dataset(eval_raw, **encode_kwargs)
 
-    height, width = np.asarray(train_codes[0]["indices"]).shape
+    text_vocabulary = null_text_prefix = None
+    null_caption_ids = []
+    if conditioning == "text":
+        layout, text_vocabulary = build_text_layout(vqgan, tokenizer, train_codes, args, null_caption)
+        null_caption_ids = tokenize_captions(tokenizer, [null_caption or ""], args.max_text_length)[0][0]
+        null_text_prefix = text_vocabulary.prefix([null_caption_ids])[0]
+        logger.info(
+            "Text vocabulary: %d prior tokens for the tokenizer's %d ids.", text_vocabulary.num_tokens, len(tokenizer)
+        )
+
+    first = next(iter(train_codes)) if args.streaming else train_codes[0]
+    height, width = np.asarray(first["indices"]).shape
     factor = vqgan.config.downsample_factor
-    condition_cells = np.asarray(train_codes[0]["condition_indices"]).size if conditioning == "spatial" else 0
-    sequence_length = prefix_length(layout, condition_cells) + height * width
+    condition_cells = np.asarray(first["condition_indices"]).size if conditioning == "spatial" else 0
+    sequence_length = prefix_length(layout, condition_cells, args.max_text_length) + height * width
     token_order = make_token_order(args.token_order, height, width, args.token_order_seed)
     logger.info("Layout %s; latent grid %dx%d; sequence length %d.", layout, height, width, sequence_length)
 
@@ -459,9 +657,14 @@ def main(args):
     elif conditioning == "completion":
         images = [decode_image(image) for image in eval_raw[: args.num_validation_images][args.image_column]]
         conditions = processor(images, return_tensors="pt")["pixel_values"]
+    elif conditioning == "text":  # each validation image's first caption
+        rows = eval_raw.select_columns(caption_columns)[: args.num_validation_images]
+        conditions = [(example_captions(values) or [""])[0] for values in zip(*(rows[c] for c in caption_columns))]
 
     def pipeline_for(model):
-        return make_pipeline(model, vqgan, condition_vqgan, layout, id2label, token_order)
+        return make_pipeline(
+            model, vqgan, condition_vqgan, layout, id2label, token_order, tokenizer, text_vocabulary, null_caption
+        )
 
     callbacks = []
     if args.num_validation_images > 0:
@@ -479,11 +682,15 @@ def main(args):
         args=training_args,
         train_dataset=train_codes,
         eval_dataset=eval_codes,
-        data_collator=PriorDataCollator(layout, token_order),
+        data_collator=PriorDataCollator(layout, token_order, text_vocabulary, null_caption_ids),
         callbacks=callbacks,
         layout=layout,
         class_dropout_prob=class_dropout_prob,
         pkeep=args.pkeep,
+        text_vocabulary=text_vocabulary,
+        null_text_prefix=null_text_prefix,
+        caption_dropout_prob=caption_dropout_prob,
+        text_loss_weight=args.text_loss_weight,
     )
     trainer.train(resume_from_checkpoint=resume_checkpoint(args) if args.resume_from_checkpoint else None)
     metrics = final_eval_metrics(trainer)

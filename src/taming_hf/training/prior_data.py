@@ -9,12 +9,14 @@ from those grids in the pipeline's vocabulary layout (`TokenLayout`):
 
 `GPT2LMHeadModel` shifts the labels by one internally, so position `P - 1 + i` predicts image code
 `i`; the prefix is never a target. The prefix is one SOS token (unconditional), one class token at
-`condition_offset + class_id` (class-conditional), or the condition VQGAN's raster-order codes at
-`condition_offset + code` (spatial).
+`condition_offset + class_id` (class-conditional), the condition VQGAN's raster-order codes at
+`condition_offset + code` (spatial), or a caption's `max_text_length` text tokens (text; see
+`TextVocabulary`).
 
 Two training-only corruptions act on `input_ids` alone (labels stay clean): class dropout to the
 null class (for classifier-free guidance) and the original's `pkeep` (each input image code is
-replaced by a random code with probability `1 - pkeep`).
+replaced by a random code with probability `1 - pkeep`). Text models have two more, in
+`choose_captions`: a random caption among an image's captions, and caption dropout to the null caption.
 """
 
 import hashlib
@@ -27,6 +29,7 @@ import datasets
 import numpy as np
 import torch
 
+from ..pipelines.taming.text_vocabulary import TextVocabulary, tokenize_captions, tokenizer_fingerprint
 from ..pipelines.taming.vocabulary import TokenLayout
 from .data import decode_image
 
@@ -92,13 +95,46 @@ def _encode_batch(
     condition_column: Optional[str],
     condition_vqgan,
     condition_processor,
+    caption_columns: Sequence[str] = (),
+    tokenizer=None,
+    max_text_length: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """`datasets.map` function: a batch of images -> `indices` (B, h, w) int32 (+ labels / condition)."""
+    """`datasets.map` function: a batch of images -> `indices` (B, h, w) int32 (+ labels / condition / captions)."""
     out = {"indices": _encode_images(batch[image_column], vqgan, image_processor)}
     if label_column is not None:
         out["class_labels"] = batch[label_column]
     if condition_column is not None:
         out["condition_indices"] = _encode_images(batch[condition_column], condition_vqgan, condition_processor)
+    if caption_columns:
+        out["caption_ids"] = _tokenize_caption_columns(batch, caption_columns, tokenizer, max_text_length)
+    return out
+
+
+def example_captions(values: Sequence[Any]) -> List[str]:
+    """An example's captions from its caption columns' values: strings, or lists of strings (e.g. keywords);
+    empty ones are left out."""
+    captions = []
+    for value in values:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if item is not None and not isinstance(item, str):
+                raise ValueError(
+                    f"Captions must be strings or lists of strings, got {item!r} ({type(item).__name__})."
+                )
+            if item and item.strip():
+                captions.append(item)
+    return captions
+
+
+def _tokenize_caption_columns(batch, caption_columns, tokenizer, max_text_length) -> List[List[List[int]]]:
+    """Per example, the token ids (truncated to `max_text_length`) of each of its captions."""
+    per_example = [example_captions(values) for values in zip(*(batch[column] for column in caption_columns))]
+    flat = [caption for captions in per_example for caption in captions]
+    ids, _ = tokenize_captions(tokenizer, flat, max_text_length) if flat else ([], [])
+    out, start = [], 0
+    for captions in per_example:
+        out.append(ids[start : start + len(captions)])
+        start += len(captions)
     return out
 
 
@@ -123,6 +159,9 @@ def encode_dataset(
     batch_size: int = 64,
     cache_dir: Optional[str] = None,
     shard_size: int = 10_000,
+    caption_columns: Sequence[str] = (),
+    tokenizer=None,
+    max_text_length: Optional[int] = None,
 ) -> datasets.Dataset:
     """
     Encode every image of `dataset` with a frozen VQGAN into its codebook index grid.
@@ -132,25 +171,33 @@ def encode_dataset(
     weights and the preprocessing. Running again loads finished shards from disk, so an interrupted
     encode resumes at the first missing shard and a finished one costs nothing.
 
+    A streamed `datasets.IterableDataset` is encoded lazily instead (as training reads it; no cache).
+
     Args:
         dataset (`datasets.Dataset`): images in `image_column` (PIL), optional class ids in
             `label_column`, optional condition images in `condition_column` (spatial conditioning,
             encoded with `condition_vqgan` / `condition_processor`).
         vqgan (`VQGANModel`): the image model; put it on the device to encode on.
+        caption_columns (`Sequence[str]`): text conditioning: columns of captions (strings or lists of
+            strings); every caption of an example is tokenized with `tokenizer`, truncated to
+            `max_text_length` tokens, into its `caption_ids`.
         image_processor (`VQGANImageProcessor`): turns the images into `pixel_values` in [-1, 1].
         cache_dir (`str`, *optional*): where the encoded shards live; `None` keeps them in memory.
 
     Returns:
-        `datasets.Dataset` with `indices` (int32, shape (h, w) per example), plus `class_labels`
-        and `condition_indices` when asked for. All other columns are dropped.
+        `datasets.Dataset` with `indices` (int32, shape (h, w) per example), plus `class_labels`,
+        `condition_indices` and `caption_ids` (a list of token id lists) when asked for. All other columns
+        are dropped.
     """
-    _check_columns(dataset, [image_column, label_column, condition_column])
+    caption_columns = list(caption_columns)
+    _check_columns(dataset, [image_column, label_column, condition_column, *caption_columns])
     if condition_column is not None and (condition_vqgan is None or condition_processor is None):
         raise ValueError("condition_column needs a condition_vqgan and a condition_processor to encode it.")
+    if caption_columns and (tokenizer is None or max_text_length is None):
+        raise ValueError("caption_columns need a tokenizer and a max_text_length to tokenize them.")
     vqgan.eval()
     if condition_vqgan is not None:
         condition_vqgan.eval()
-    fingerprint = _encoding_fingerprint(dataset, vqgan, image_processor, image_column, label_column, condition_vqgan)
     fn_kwargs = dict(
         vqgan=vqgan,
         image_processor=image_processor,
@@ -159,7 +206,16 @@ def encode_dataset(
         condition_column=condition_column,
         condition_vqgan=condition_vqgan,
         condition_processor=condition_processor,
+        caption_columns=caption_columns,
+        tokenizer=tokenizer,
+        max_text_length=max_text_length,
     )
+    if isinstance(dataset, datasets.IterableDataset):
+        return _encode_stream(dataset, batch_size, fn_kwargs)
+    fingerprint = _encoding_fingerprint(dataset, vqgan, image_processor, image_column, label_column, condition_vqgan)
+    if caption_columns:  # the captions' tokens depend on the tokenizer and the length too
+        text = f"{fingerprint}|{caption_columns}|{tokenizer_fingerprint(tokenizer)}|{max_text_length}"
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
     num_shards = max(1, math.ceil(len(dataset) / shard_size))
     shards = []
     for index in range(num_shards):
@@ -185,7 +241,19 @@ def encode_dataset(
     return datasets.concatenate_datasets(shards) if len(shards) > 1 else shards[0]
 
 
+def _encode_stream(dataset: datasets.IterableDataset, batch_size: int, fn_kwargs: dict) -> datasets.IterableDataset:
+    """A streamed dataset's codes: encoded lazily batch by batch as training reads them (nothing is cached)."""
+    outputs = ["indices"]
+    outputs += ["class_labels"] if fn_kwargs["label_column"] else []
+    outputs += ["condition_indices"] if fn_kwargs["condition_column"] else []
+    outputs += ["caption_ids"] if fn_kwargs["caption_columns"] else []
+    encoded = dataset.map(_encode_batch, batched=True, batch_size=batch_size, fn_kwargs=fn_kwargs)
+    return encoded.select_columns(outputs)
+
+
 def _check_columns(dataset: datasets.Dataset, columns: Sequence[Optional[str]]) -> None:
+    if dataset.column_names is None:  # a stream without declared features: its first batch will tell
+        return
     for column in columns:
         if column is not None and column not in dataset.column_names:
             raise ValueError(f"Column {column!r} is not in the dataset; its columns are {dataset.column_names}.")
@@ -208,9 +276,21 @@ def _encoding_fingerprint(dataset, vqgan, image_processor, image_column, label_c
 # ----------------------------------------------------------------------------------------------
 
 
-def prefix_length(layout: TokenLayout, condition_grid_size: int = 0) -> int:
-    """Number of prefix tokens P before the image codes: 1, or the condition grid's h * w (spatial)."""
+def prefix_length(layout: TokenLayout, condition_grid_size: int = 0, max_text_length: int = 0) -> int:
+    """Number of prefix tokens P before the image codes: 1, the condition grid's h * w (spatial), or
+    `max_text_length` (text)."""
+    if layout.conditioning == "text":
+        return max_text_length
     return condition_grid_size if layout.conditioning == "spatial" else 1
+
+
+def seen_text_token_ids(caption_ids: Sequence[Sequence[Sequence[int]]], extra: Sequence[int] = ()) -> List[int]:
+    """The sorted tokenizer ids the captions use (plus `extra`, e.g. the null caption's): a kept text vocabulary."""
+    seen = set(extra)
+    for captions in caption_ids:
+        for ids in captions:
+            seen.update(ids)
+    return sorted(int(i) for i in seen)
 
 
 def build_prefix(
@@ -262,6 +342,8 @@ class PriorDataCollator:
 
     layout: TokenLayout
     token_order: Optional[Sequence[int]] = None
+    text_vocabulary: Optional[TextVocabulary] = None
+    null_caption_ids: Sequence[int] = ()
 
     def __call__(self, features: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
         codes = torch.stack([torch.as_tensor(f["indices"]) for f in features]).long()
@@ -274,10 +356,30 @@ class PriorDataCollator:
                     f"token_order has {len(self.token_order)} entries but the index grids have {codes.shape[1]} cells."
                 )
             codes = codes[:, torch.as_tensor(self.token_order, dtype=torch.long)]
+        if self.layout.conditioning == "text":
+            return self._text_batch(features, codes)
         prefix = build_prefix(self.layout, batch_size, **self._conditions(features))
         input_ids = torch.cat([prefix, codes], dim=1)
         labels = torch.cat([torch.full_like(prefix, IGNORE_INDEX), codes], dim=1)
         return {"input_ids": input_ids, "labels": labels}
+
+    def _text_batch(self, features: List[Dict[str, Any]], codes: torch.LongTensor) -> Dict[str, torch.Tensor]:
+        """
+        Text batches: `input_ids` start with each example's first caption (the null caption when it has none);
+        `caption_choices` (B, C, L) holds the prefixes of all its captions (C = the most any example has, the
+        rest repeat the first) and `caption_counts` (B,) how many are real, for `choose_captions`.
+        """
+        if self.text_vocabulary is None:
+            raise ValueError("A text layout needs the text_vocabulary that maps caption tokens into the prior.")
+        captions = [list(f["caption_ids"]) or [list(self.null_caption_ids)] for f in features]
+        most = max(len(options) for options in captions)
+        padded = [options + [options[0]] * (most - len(options)) for options in captions]
+        choices = self.text_vocabulary.prefix([ids for options in padded for ids in options])
+        choices = choices.view(len(features), most, -1)
+        input_ids = torch.cat([choices[:, 0], codes], dim=1)
+        labels = torch.cat([torch.full_like(choices[:, 0], IGNORE_INDEX), codes], dim=1)
+        counts = torch.tensor([len(options) for options in captions])
+        return {"input_ids": input_ids, "labels": labels, "caption_choices": choices, "caption_counts": counts}
 
     def _conditions(self, features: List[Dict[str, Any]]) -> Dict[str, torch.Tensor]:
         if self.layout.conditioning == "class":
@@ -322,6 +424,41 @@ def corrupt_inputs(
             0, layout.num_image_codes, input_ids.shape, generator=generator, device=_generator_device(generator)
         )
         input_ids = torch.where(replace, random_codes.to(input_ids.device), input_ids)
+    return input_ids
+
+
+def choose_captions(
+    input_ids: torch.LongTensor,
+    caption_choices: torch.LongTensor,
+    caption_counts: torch.LongTensor,
+    null_prefix: torch.LongTensor,
+    caption_dropout_prob: float = 0.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.LongTensor:
+    """
+    Training-time text augmentation of a batch's inputs: each row's text prefix becomes one of its captions,
+    drawn uniformly (e.g. an emoji's name or one of its keywords), and with probability
+    `caption_dropout_prob` the null caption instead, so one model learns p(x | caption) and p(x) for
+    classifier-free guidance.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(B, L + N)`): a text batch from `PriorDataCollator`.
+        caption_choices (`torch.LongTensor` of shape `(B, C, L)`), caption_counts (`(B,)`): its captions.
+        null_prefix (`torch.LongTensor` of shape `(L,)`): the null caption's prefix.
+
+    Returns:
+        `torch.LongTensor` of shape `(B, L + N)`: the copy of `input_ids` with the chosen prefixes.
+    """
+    batch_size, _, length = caption_choices.shape
+    device = input_ids.device
+    draw = _uniform(batch_size, device, generator)
+    choice = (draw * caption_counts.to(device)).long().clamp(max=caption_choices.shape[1] - 1)
+    prefix = caption_choices.to(device)[torch.arange(batch_size, device=device), choice]
+    if caption_dropout_prob > 0:
+        drop = _uniform(batch_size, device, generator) < caption_dropout_prob
+        prefix = torch.where(drop[:, None], null_prefix.to(device)[None], prefix)
+    input_ids = input_ids.clone()
+    input_ids[:, :length] = prefix
     return input_ids
 
 

@@ -161,11 +161,24 @@ def name_unreadable_safetensors(
         ) from error
 
 
+def _is_model_class(library: str, class_name: str) -> bool:
+    """Whether `library.class_name` is a model (saved with a `config.json`), not a tokenizer or processor."""
+    import importlib
+
+    from transformers import PreTrainedModel
+
+    try:
+        cls = getattr(importlib.import_module(library), class_name)
+    except (ImportError, AttributeError):
+        return True  # unknown classes: keep checking, as before
+    return isinstance(cls, type) and issubclass(cls, PreTrainedModel)
+
+
 def check_pipeline_components(folder: PathOrId) -> None:
     """
-    For a local pipeline folder whose components are all models (TamingPipeline's are): raise `OSError` if a
-    component listed in `model_index.json` has no folder or no `config.json` there (diffusers would load a
-    transformers model with a default configuration and fail on the weights' sizes).
+    For a local pipeline folder: raise `OSError` if a model component listed in `model_index.json` has no folder
+    or no `config.json` there (diffusers would load a transformers model with a default configuration and fail
+    on the weights' sizes). Tokenizers and processors, saved without a `config.json`, are left to their loaders.
     """
     index = os.path.join(os.fspath(folder), "model_index.json")
     if not os.path.isfile(index):
@@ -175,4 +188,5 @@ def check_pipeline_components(folder: PathOrId) -> None:
     for name, value in components.items():
         if name.startswith("_") or not isinstance(value, list) or len(value) != 2 or None in value:
             continue
-        check_config_file(folder, name, value[1])
+        if _is_model_class(*value):
+            check_config_file(folder, name, value[1])

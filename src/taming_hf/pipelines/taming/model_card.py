@@ -10,7 +10,10 @@ _PIPELINE_TAGS = {
     "class": "image-generation",
     "spatial": "image-to-image",
     "coordinates": "image-to-image",
+    "text": "text-to-image",
 }
+
+_KIND_TAGS = {"text": "text-to-image"}
 
 _CALLS = {
     "unconditional": "pipe(batch_size=4, top_k=250, generator=generator).images",
@@ -18,6 +21,7 @@ _CALLS = {
     "class": "pipe(class_labels=[1, 2], top_k=600, top_p=0.92, generator=generator).images",
     "spatial": "pipe(condition_image=segmentation_map, top_k=100, generator=generator).images",
     "coordinates": "pipe(condition_image=coordinate_map, top_k=100, generator=generator).images",
+    "text": 'pipe(prompt="a red apple", num_images_per_prompt=4, generator=generator).images',
 }
 
 
@@ -53,9 +57,33 @@ def _configuration(pipeline) -> str:
         ("token order", "raster" if pipeline.config.token_order is None else "custom permutation"),
         ("default sampling (transformer/generation_config.json)", _sampling_defaults(pipeline)),
     ]
+    if layout.conditioning == "text":
+        rows[3:5] = _text_rows(pipeline)
     lines = ["| setting | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
+
+
+def _text_rows(pipeline) -> list:
+    """The text layout's rows, in place of the SOS / null-class rows."""
+    vocabulary, config = pipeline.text_vocabulary, pipeline.config
+    kept = vocabulary.token_ids
+    tokens = (
+        f"all {vocabulary.tokenizer_vocab_size} tokenizer ids"
+        if kept is None
+        else (
+            f"{len(kept)} of the tokenizer's {vocabulary.tokenizer_vocab_size} ids (the others: text_unknown_token_id "
+            f"{vocabulary.unknown_token_id})"
+        )
+    )
+    null = "none (no caption dropout)" if config.null_caption is None else repr(config.null_caption)
+    return [
+        ("tokenizer", type(pipeline.tokenizer).__name__),
+        ("max_text_length", vocabulary.max_text_length),
+        ("text tokens", tokens),
+        ("text_pad_token_id", vocabulary.pad_token_id),
+        ("null caption (guidance)", null),
+    ]
 
 
 def _sampling_defaults(pipeline) -> str:
@@ -91,7 +119,13 @@ def create_model_card(
         library_name="taming_hf",
         license="mit",
         pipeline_tag=_PIPELINE_TAGS[conditioning],
-        tags=["taming-transformers", "vqgan", "autoregressive", f"{conditioning}-generation"],
+        # "text-generation" is the Hub's tag for language models; a text prior makes images
+        tags=[
+            "taming-transformers",
+            "vqgan",
+            "autoregressive",
+            _KIND_TAGS.get(conditioning, f"{conditioning}-generation"),
+        ],
     )
     sections = [
         "---",

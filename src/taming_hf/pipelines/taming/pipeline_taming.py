@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines import pipeline_loading_utils
-from diffusers.utils import BaseOutput
-from transformers import GPT2LMHeadModel
+from diffusers.utils import BaseOutput, logging
+from transformers import CLIPModel, CLIPProcessor, GPT2LMHeadModel, PreTrainedTokenizerBase
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
 from ...utils.loading import check_local_path, check_pipeline_components, name_unreadable_safetensors
@@ -30,7 +30,11 @@ from .sampling import (
     window_start,
 )
 from .sampling_settings import SamplingSettings
+from .text_vocabulary import TextVocabulary, tokenize_captions
+from .text_vocabulary import tokenizer_fingerprint as _fingerprint
 from .vocabulary import TokenLayout, class_name_key
+
+logger = logging.get_logger(__name__)
 
 ImageInput = Union[torch.Tensor, PIL.Image.Image, List[PIL.Image.Image]]
 
@@ -44,6 +48,12 @@ _TAMING_LOADABLE = {
 }
 pipeline_loading_utils.LOADABLE_CLASSES.setdefault("taming_hf", {}).update(_TAMING_LOADABLE)
 pipeline_loading_utils.ALL_IMPORTABLE_CLASSES.update(_TAMING_LOADABLE)
+
+
+def _features(output) -> torch.Tensor:
+    """`CLIPModel.get_*_features` return the projected features, or (transformers >= 5) an output whose
+    `pooler_output` holds them."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
 def _num_images(image: ImageInput) -> int:
@@ -74,10 +84,13 @@ class TamingPipelineOutput(BaseOutput):
             `(batch, channels, height, width)` tensor in [0, 1]; the index grids for `output_type="latent"`.
         indices (`torch.LongTensor` of shape `(batch, h, w)`):
             The sampled codebook indices in raster order.
+        clip_scores (`torch.FloatTensor` of shape `(batch,)`, *optional*):
+            With CLIP reranking: each returned image's cosine similarity to its prompt (best first per prompt).
     """
 
     images: Union[List[PIL.Image.Image], np.ndarray, torch.Tensor]
     indices: torch.LongTensor
+    clip_scores: Optional[torch.FloatTensor] = None
 
 
 class TamingPipeline(DiffusionPipeline):
@@ -86,8 +99,8 @@ class TamingPipeline(DiffusionPipeline):
     codebook indices, which the VQGAN decodes to pixels.
 
     The prior's vocabulary is `[0, K)` image codes, then `num_condition_tokens` condition tokens (class
-    ids, the condition VQGAN's codes, or coordinate codes) at offset K, then special tokens (see
-    [`TokenLayout`]).
+    ids, the condition VQGAN's codes, coordinate codes, or text tokens) at offset K, then special tokens
+    (see [`TokenLayout`]).
 
     Args:
         vqgan ([`VQGANModel`]):
@@ -96,10 +109,17 @@ class TamingPipeline(DiffusionPipeline):
             The prior over token sequences `prefix + image codes`.
         condition_vqgan ([`VQGANModel`], *optional*):
             Encodes spatial conditions (segmentation, depth) into a code grid aligned with the image grid.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*):
+            Tokenizes prompts for `conditioning="text"` (e.g. a `CLIPTokenizer`); the one the prior was trained with.
+        clip ([`~transformers.CLIPModel`], *optional*):
+            Reranks text-conditional samples (`num_candidates`) by the similarity of its image and text features.
+        clip_processor ([`~transformers.CLIPProcessor`], *optional*):
+            Prepares prompts and images for `clip`.
         conditioning (`str`, defaults to `"unconditional"`):
-            `"unconditional"`, `"class"`, `"spatial"`, `"coordinates"` or `"completion"`.
+            `"unconditional"`, `"class"`, `"spatial"`, `"coordinates"`, `"completion"` or `"text"`.
         num_condition_tokens (`int`, defaults to 0):
-            Number of classes, the condition VQGAN's codebook size, or `n_embed + 1` coordinate codes.
+            Number of classes, the condition VQGAN's codebook size, `n_embed + 1` coordinate codes, or the number
+            of text tokens (`len(text_token_ids)`, or the tokenizer's size when all its ids are kept).
         sos_token_id (`int`, *optional*):
             Start token of unconditional models; defaults to the first id after the condition tokens.
         null_class_token_id (`int`, *optional*):
@@ -112,10 +132,25 @@ class TamingPipeline(DiffusionPipeline):
         coordinate_downsample_factor (`int`, *optional*):
             For `conditioning="coordinates"`: the factor by which coordinate maps are area-downsampled to
             the condition grid (the original `CoordStage`'s `down_factor`).
+        max_text_length (`int`, *optional*):
+            For `conditioning="text"`: the length L of every text prefix (longer prompts are truncated).
+        text_token_ids (`List[int]`, *optional*):
+            The tokenizer ids the prior has tokens for, in order (token `K + j` is tokenizer id
+            `text_token_ids[j]`); `None` means all of them (token `K + i` is tokenizer id `i`).
+        text_pad_token_id (`int`, *optional*):
+            Pads a caption to `max_text_length`; defaults to the first id after the text tokens.
+        text_unknown_token_id (`int`, *optional*):
+            Stands for tokenizer ids outside `text_token_ids`; defaults to the id after the pad token.
+        null_caption (`str`, *optional*):
+            The caption a text model was trained to read as "no caption" (caption dropout; usually `""`); enables
+            `guidance_scale` without a `negative_prompt`.
+        tokenizer_vocab_size (`int`, *optional*), tokenizer_fingerprint (`str`, *optional*):
+            `len(tokenizer)` and a hash of the vocabulary of the tokenizer the prior was trained with; default to
+            the given tokenizer's, and a different tokenizer is refused.
     """
 
-    model_cpu_offload_seq = "transformer->vqgan"
-    _optional_components = ["condition_vqgan"]
+    model_cpu_offload_seq = "transformer->vqgan->clip"
+    _optional_components = ["condition_vqgan", "tokenizer", "clip", "clip_processor"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
@@ -123,6 +158,9 @@ class TamingPipeline(DiffusionPipeline):
         vqgan: VQGANModel,
         transformer: GPT2LMHeadModel,
         condition_vqgan: Optional[VQGANModel] = None,
+        tokenizer: Optional[PreTrainedTokenizerBase] = None,
+        clip: Optional[CLIPModel] = None,
+        clip_processor: Optional[CLIPProcessor] = None,
         conditioning: str = "unconditional",
         num_condition_tokens: int = 0,
         sos_token_id: Optional[int] = None,
@@ -130,14 +168,38 @@ class TamingPipeline(DiffusionPipeline):
         id2label: Optional[Dict[Union[int, str], str]] = None,  # JSON stores the keys as strings
         token_order: Optional[List[int]] = None,
         coordinate_downsample_factor: Optional[int] = None,
+        max_text_length: Optional[int] = None,
+        text_token_ids: Optional[List[int]] = None,
+        text_pad_token_id: Optional[int] = None,
+        text_unknown_token_id: Optional[int] = None,
+        null_caption: Optional[str] = None,
+        tokenizer_vocab_size: Optional[int] = None,
+        tokenizer_fingerprint: Optional[str] = None,
     ):
         super().__init__()
         if sos_token_id is None and conditioning in ("unconditional", "completion"):
             sos_token_id = vqgan.config.num_embeddings + num_condition_tokens
+        if conditioning == "text":
+            text_token_ids = None if text_token_ids is None else [int(i) for i in text_token_ids]
+            specials = vqgan.config.num_embeddings + num_condition_tokens
+            text_pad_token_id = specials if text_pad_token_id is None else text_pad_token_id
+            if text_unknown_token_id is None and text_token_ids is not None:
+                text_unknown_token_id = specials + 1
+            if tokenizer is not None:  # a new pipeline records its tokenizer; a loaded one checks it (below)
+                tokenizer_vocab_size = len(tokenizer) if tokenizer_vocab_size is None else tokenizer_vocab_size
+                if tokenizer_fingerprint is None:
+                    tokenizer_fingerprint = _fingerprint(tokenizer)
         # JSON turns int keys into strings; store them as ints again.
         id2label = None if id2label is None else {int(key): value for key, value in id2label.items()}
         token_order = None if token_order is None else [int(position) for position in token_order]
-        self.register_modules(vqgan=vqgan, transformer=transformer, condition_vqgan=condition_vqgan)
+        self.register_modules(
+            vqgan=vqgan,
+            transformer=transformer,
+            condition_vqgan=condition_vqgan,
+            tokenizer=tokenizer,
+            clip=clip,
+            clip_processor=clip_processor,
+        )
         self.register_to_config(
             conditioning=conditioning,
             num_condition_tokens=num_condition_tokens,
@@ -146,6 +208,13 @@ class TamingPipeline(DiffusionPipeline):
             id2label=id2label,
             token_order=token_order,
             coordinate_downsample_factor=coordinate_downsample_factor,
+            max_text_length=max_text_length,
+            text_token_ids=text_token_ids,
+            text_pad_token_id=text_pad_token_id,
+            text_unknown_token_id=text_unknown_token_id,
+            null_caption=null_caption,
+            tokenizer_vocab_size=tokenizer_vocab_size,
+            tokenizer_fingerprint=tokenizer_fingerprint,
         )
         self._check_components()
         self.image_processor = VQGANImageProcessor()
@@ -175,6 +244,22 @@ class TamingPipeline(DiffusionPipeline):
             num_condition_tokens=self.config.num_condition_tokens,
             sos_token_id=self.config.sos_token_id,
             null_class_token_id=self.config.null_class_token_id,
+            text_pad_token_id=self.config.get("text_pad_token_id"),
+            text_unknown_token_id=self.config.get("text_unknown_token_id"),
+        )
+
+    @property
+    def text_vocabulary(self) -> TextVocabulary:
+        """How the tokenizer's ids map to the prior's text tokens (text pipelines only)."""
+        config = self.config
+        token_ids = config.get("text_token_ids")
+        return TextVocabulary(
+            offset=self.vqgan.config.num_embeddings,
+            tokenizer_vocab_size=config.tokenizer_vocab_size,
+            max_text_length=config.max_text_length,
+            pad_token_id=config.text_pad_token_id,
+            token_ids=None if token_ids is None else tuple(token_ids),
+            unknown_token_id=config.get("text_unknown_token_id"),
         )
 
     @property
@@ -205,6 +290,41 @@ class TamingPipeline(DiffusionPipeline):
             raise ValueError(
                 "conditioning='coordinates' needs a positive coordinate_downsample_factor (the original "
                 f"CoordStage's down_factor), got {factor}."
+            )
+        if layout.conditioning == "text":
+            self._check_text_components()
+        if (self.clip is None) != (self.clip_processor is None):
+            raise ValueError(
+                "clip and clip_processor go together: pass both (a CLIPModel and its CLIPProcessor) or neither."
+            )
+
+    def _check_text_components(self) -> None:
+        """A text pipeline needs its tokenizer, and the tokenizer the prior's text vocabulary was built for."""
+        config = self.config
+        length = config.max_text_length
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+            raise ValueError(f"conditioning='text' needs a positive integer max_text_length, got {length!r}.")
+        if self.tokenizer is None:
+            raise ValueError("conditioning='text' needs a tokenizer component to tokenize prompts.")
+        size, fingerprint = len(self.tokenizer), _fingerprint(self.tokenizer)
+        name = type(self.tokenizer).__name__
+        if size != config.tokenizer_vocab_size:
+            raise ValueError(
+                f"The tokenizer ({name}, {size} tokens) is not the one the prior's text vocabulary was built for: "
+                f"tokenizer_vocab_size={config.tokenizer_vocab_size}. Load the pipeline's own tokenizer."
+            )
+        if fingerprint != config.tokenizer_fingerprint:
+            raise ValueError(
+                f"The tokenizer ({name}) has the expected {size} tokens but a different vocabulary (fingerprint "
+                f"{fingerprint}, the prior was trained with {config.tokenizer_fingerprint}). Load the pipeline's own "
+                "tokenizer."
+            )
+        vocabulary = self.text_vocabulary  # checks text_token_ids against the tokenizer's size
+        if vocabulary.num_tokens != config.num_condition_tokens:
+            kept = "all the tokenizer's ids" if vocabulary.token_ids is None else "len(text_token_ids)"
+            raise ValueError(
+                f"num_condition_tokens={config.num_condition_tokens} must equal the number of text tokens "
+                f"({vocabulary.num_tokens}, {kept}) for conditioning='text'."
             )
 
     def get_label_ids(self, label: Union[str, List[str]]) -> List[int]:
@@ -393,19 +513,83 @@ class TamingPipeline(DiffusionPipeline):
             )
 
     def _has_null_class(self) -> bool:
+        """Whether the model learned a null condition to guide with: a null class, or a null caption (text)."""
+        if self.config.conditioning == "text":
+            return self.config.get("null_caption") is not None
         return self.config.conditioning == "class" and self.config.null_class_token_id is not None
 
-    def _check_guidance_applies(self, guidance_scale: Optional[float]) -> None:
-        """An explicit guidance scale other than 1 needs a null class to guide with."""
-        if guidance_scale not in (None, 1.0) and not self._has_null_class():
+    def _check_guidance_applies(self, guidance_scale: Optional[float], negative_prompt=None) -> None:
+        """An explicit guidance scale other than 1 needs a null row to guide with."""
+        if guidance_scale in (None, 1.0) or self._has_null_class():
+            return
+        if self.config.conditioning == "text":
+            if negative_prompt is None:
+                raise ValueError(
+                    f"guidance_scale={guidance_scale} needs a null caption to guide with: this text model was not "
+                    "trained with caption dropout (null_caption is None). Pass a negative_prompt, or use "
+                    "guidance_scale=1.0."
+                )
+            return
+        raise ValueError(
+            f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
+            "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
+        )
+
+    def _check_prompts(self, prompt, negative_prompt) -> int:
+        """Check a text call's prompts (strings, a negative prompt per prompt) and return how many there are."""
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not all(isinstance(text, str) for text in prompts):
+            raise ValueError(f"prompt must be a string or a list of strings, got {prompt!r}.")
+        if not prompts:
+            raise ValueError("prompt is an empty list; pass at least one prompt.")
+        if negative_prompt is not None:
+            negatives = [negative_prompt] if isinstance(negative_prompt, str) else negative_prompt
+            if not isinstance(negatives, (list, tuple)) or not all(isinstance(text, str) for text in negatives):
+                raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}.")
+            if len(negatives) not in (1, len(prompts)):
+                raise ValueError(
+                    f"negative_prompt has {len(negatives)} entries for {len(prompts)} prompts; pass one string, or "
+                    "one per prompt."
+                )
+        return len(prompts)
+
+    def _check_reranking(self, num_candidates, num_images_per_prompt: int, clip, clip_processor) -> None:
+        """`num_candidates` needs text conditioning and a CLIP (component or argument) with its processor."""
+        if num_candidates is None:
+            if clip is not None or clip_processor is not None:
+                raise ValueError(
+                    "clip and clip_processor arguments rerank candidates: pass num_candidates (samples per prompt) "
+                    "as well."
+                )
+            return
+        if self.config.conditioning != "text":
             raise ValueError(
-                f"guidance_scale={guidance_scale} needs a class-conditional model trained with a null class "
-                "(null_class_token_id); this pipeline has none. Use guidance_scale=1.0."
+                f"num_candidates reranks text-conditional samples by CLIP, but this pipeline's conditioning is "
+                f"{self.config.conditioning!r}."
+            )
+        if isinstance(num_candidates, bool) or not isinstance(num_candidates, numbers.Integral):
+            raise ValueError(f"num_candidates must be a positive integer, got {num_candidates!r}.")
+        if num_candidates < num_images_per_prompt:
+            raise ValueError(
+                f"num_candidates={num_candidates} must be >= num_images_per_prompt={num_images_per_prompt}: the best "
+                "num_images_per_prompt of num_candidates samples per prompt are kept."
+            )
+        if (clip is None) != (clip_processor is None):
+            raise ValueError("clip and clip_processor go together: pass both (a CLIPModel and its CLIPProcessor).")
+        if clip is None and self.clip is None:
+            raise ValueError(
+                "num_candidates needs a CLIP to rank the candidates: this pipeline has no clip component; pass "
+                "clip=CLIPModel.from_pretrained(...) and clip_processor=CLIPProcessor.from_pretrained(...)."
             )
 
     def check_inputs(
         self,
         class_labels: Optional[Union[int, List[int], torch.Tensor]] = None,
+        prompt: Optional[Union[str, List[str]]] = None,
+        negative_prompt: Optional[Union[str, List[str]]] = None,
+        num_candidates: Optional[int] = None,
+        clip: Optional[CLIPModel] = None,
+        clip_processor: Optional[CLIPProcessor] = None,
         batch_size: int = 1,
         num_images_per_prompt: int = 1,
         condition_image: Optional[ImageInput] = None,
@@ -433,7 +617,7 @@ class TamingPipeline(DiffusionPipeline):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         check_sampling_arguments(top_k, top_p, temperature, guidance_scale)
-        self._check_guidance_applies(guidance_scale)
+        self._check_guidance_applies(guidance_scale, negative_prompt)
 
         # Inputs this pipeline's conditioning would ignore, then the ones it needs.
         if class_labels is not None and conditioning != "class":
@@ -441,6 +625,22 @@ class TamingPipeline(DiffusionPipeline):
                 f"class_labels are only used by class-conditional pipelines, but this one's conditioning is "
                 f"{conditioning!r}; got class_labels={class_labels!r}."
             )
+        for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if value is not None and conditioning != "text":
+                raise ValueError(
+                    f"{name} is only used by text-conditional pipelines, but this one's conditioning is "
+                    f"{conditioning!r}; got {name}={value!r}."
+                )
+        if conditioning == "text" and prompt is None:
+            raise ValueError("This is a text-conditional pipeline: pass a prompt (a string or a list of strings).")
+        if negative_prompt is not None:
+            resolved = self.sampling_settings(guidance_scale=guidance_scale).guidance_scale
+            if resolved == 1.0:
+                raise ValueError(
+                    "negative_prompt only acts through classifier-free guidance, which is off (guidance_scale=1.0); "
+                    "pass a guidance_scale other than 1."
+                )
+        self._check_reranking(num_candidates, num_images_per_prompt, clip, clip_processor)
         if condition_image is not None and conditioning not in ("spatial", "coordinates"):
             raise ValueError(
                 f"condition_image is only used by spatial and coordinate-conditioned pipelines, but this one's "
@@ -472,6 +672,8 @@ class TamingPipeline(DiffusionPipeline):
             default_size = image_grid = (image_h // factor, image_w // factor)
         if conditioning == "class":
             conditions, unit = self._check_class_labels(class_labels), "class label"
+        elif conditioning == "text":
+            conditions, unit = self._check_prompts(prompt, negative_prompt), "prompt"
         elif conditioning in ("spatial", "coordinates"):
             if conditioning == "spatial":
                 channels = self.condition_vqgan.config.in_channels
@@ -516,12 +718,13 @@ class TamingPipeline(DiffusionPipeline):
                 f"{grid_h * condition_factor}x{grid_w * condition_factor} pixels."
             )
 
-        # Batch: one row per condition, times num_images_per_prompt; one image to complete may serve them all.
-        rows = conditions * num_images_per_prompt
+        # Batch: one row per condition, times num_images_per_prompt (num_candidates when reranking); one image to
+        # complete may serve them all.
+        rows = conditions * (num_candidates or num_images_per_prompt)
         if image_grid is not None:
             if image_grid != (grid_h, grid_w):
                 raise ValueError(f"image encodes to a {image_grid} grid, expected {(grid_h, grid_w)}.")
-            image_rows = image_batch * num_images_per_prompt
+            image_rows = image_batch * (num_candidates or num_images_per_prompt)
             if image_rows != rows and not (image_rows == 1 and rows > 1):
                 raise ValueError(f"image has {image_rows} images, but the batch has {rows} rows.")
             if num_rows_to_keep is not None:
@@ -537,8 +740,9 @@ class TamingPipeline(DiffusionPipeline):
         num_tokens = grid_h * grid_w
         order = check_token_order(self.config.token_order, num_tokens)
         window = self.latent_window
+        text_length = self.config.max_text_length if conditioning == "text" else 1
         if grid_h <= window and grid_w <= window:
-            prefix_length = num_tokens if condition_grid is not None else 1
+            prefix_length = num_tokens if condition_grid is not None else text_length
             self._check_context(prefix_length, num_tokens, f"a {grid_h}x{grid_w} grid")
         else:
             if order is not None and not torch.equal(order, torch.arange(num_tokens)):
@@ -547,7 +751,7 @@ class TamingPipeline(DiffusionPipeline):
                     "this pipeline has a token_order."
                 )
             window_tokens = min(grid_h, window) * min(grid_w, window)
-            prefix_length = window_tokens if condition_grid is not None else 1
+            prefix_length = window_tokens if condition_grid is not None else text_length
             self._check_context(prefix_length, window_tokens, f"a {window}x{window} sliding window")
 
     # -------------------------------------------------------------------------------------- sampling
@@ -761,22 +965,52 @@ class TamingPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------------------------ call steps
 
+    def encode_prompt(self, prompt: Union[str, List[str]]) -> torch.LongTensor:
+        """
+        Prompts -> their `(B, max_text_length)` text prefixes: the tokenizer's ids (its special tokens included)
+        mapped into the prior's vocabulary, then pad tokens. A prompt longer than `max_text_length` tokens is
+        truncated by the tokenizer (keeping its end token) with a warning; tokenizer ids the prior has no token
+        for become the unknown-text token, with a warning.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        vocabulary = self.text_vocabulary
+        ids, lengths = tokenize_captions(self.tokenizer, prompts, vocabulary.max_text_length)
+        for text, kept, length in zip(prompts, ids, lengths):
+            if length > vocabulary.max_text_length:
+                shown = self.tokenizer.decode(kept, skip_special_tokens=True)
+                logger.warning(
+                    f"Prompt {text!r} is {length} tokens long, longer than this pipeline's max_text_length="
+                    f"{vocabulary.max_text_length}; it is truncated to {shown!r}."
+                )
+        unknown = vocabulary.unknown_ids(token for row in ids for token in row)
+        if unknown:
+            tokens = self.tokenizer.convert_ids_to_tokens(unknown)
+            logger.warning(
+                f"The prior has no text token for {len(unknown)} of the prompts' tokens ({tokens[:10]}): the training "
+                "captions never used them, and they are read as the unknown-text token."
+            )
+        return vocabulary.prefix(ids)
+
     def prepare_condition(
         self,
         class_labels: Optional[Union[int, List[int], torch.Tensor]],
         condition_image: Optional[ImageInput],
         batch_size: int,
         num_images_per_prompt: int,
+        prompt: Optional[Union[str, List[str]]] = None,
     ) -> Tuple[Optional[torch.LongTensor], Optional[torch.LongTensor]]:
         """
-        The condition of each batch row, `num_images_per_prompt` rows per class label or condition image.
+        The condition of each batch row, `num_images_per_prompt` rows per class label, prompt or condition image.
 
         Returns:
             `(start_tokens, condition_grid)`: for unconditional, completion and class models, the `(rows, 1)`
-            start or class token and `None`; for spatial and coordinate models, `None` and the `(rows, h, w)`
-            grid of condition tokens (already offset into the vocabulary), aligned with the image grid.
+            start or class token and `None`; for text models the `(rows, max_text_length)` text prefixes and
+            `None`; for spatial and coordinate models, `None` and the `(rows, h, w)` grid of condition tokens
+            (already offset into the vocabulary), aligned with the image grid.
         """
         layout = self.layout
+        if layout.conditioning == "text":
+            return self.encode_prompt(prompt).repeat_interleave(num_images_per_prompt, dim=0), None
         if layout.conditioning == "spatial":
             condition_codes = self._encode(self.condition_vqgan, condition_image).cpu()
         elif layout.conditioning == "coordinates":
@@ -789,6 +1023,29 @@ class TamingPipeline(DiffusionPipeline):
             return start_tokens.repeat_interleave(num_images_per_prompt, dim=0), None
         condition_grid = condition_codes + layout.condition_offset
         return None, condition_grid.repeat_interleave(num_images_per_prompt, dim=0)
+
+    def prepare_null_condition(
+        self,
+        settings: SamplingSettings,
+        start_tokens: Optional[torch.LongTensor],
+        negative_prompt: Optional[Union[str, List[str]]],
+        num_images_per_prompt: int,
+    ) -> Optional[torch.LongTensor]:
+        """
+        The prefix of the null rows of classifier-free guidance, shaped like `start_tokens`: the null class
+        token, or for text the `negative_prompt` (one for all prompts, or one per prompt), else the
+        `null_caption` the model learned by caption dropout. `None` without guidance.
+        """
+        if settings.guidance_scale == 1.0:
+            return None
+        rows = start_tokens.shape[0]
+        if self.config.conditioning != "text":
+            return torch.full((rows, 1), self.layout.null_class_token_id, dtype=torch.long)
+        null = self.config.null_caption if negative_prompt is None else negative_prompt
+        null_prefix = self.encode_prompt(null)
+        if null_prefix.shape[0] == 1:
+            return null_prefix.expand(rows, -1)
+        return null_prefix.repeat_interleave(num_images_per_prompt, dim=0)
 
     def prepare_completion(
         self, image: Optional[ImageInput], rows: int, num_images_per_prompt: int
@@ -815,22 +1072,22 @@ class TamingPipeline(DiffusionPipeline):
         generator: GeneratorType,
         callback_on_step_end: Optional[Callable] = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        null_prefix: Optional[torch.LongTensor] = None,
     ) -> torch.LongTensor:
         """
         Sample the `(rows, h, w)` code grid (`h, w = grid_size`) after the condition, keeping the first
         `num_rows_to_keep` rows of `kept_grid`: in one pass with the KV cache when the grid fits the prior's
-        window, else with a sliding window. Both run one [`ImageTokenSampler`] step per token. Cells left
-        unsampled by an interrupt are -1.
+        window, else with a sliding window. Both run one [`ImageTokenSampler`] step per token; with guidance,
+        `null_prefix` (see `prepare_null_condition`) starts the null rows. Cells left unsampled by an interrupt
+        are -1.
         """
         device = self._execution_device
         layout = self.layout
         grid_h, grid_w = grid_size
         rows = (start_tokens if condition_grid is None else condition_grid).shape[0]
         num_tokens, num_kept = grid_h * grid_w, num_rows_to_keep * grid_w
-        # the null-class prefix of the unconditional branch of classifier-free guidance
-        null_prefix = None
-        if settings.guidance_scale != 1.0:
-            null_prefix = torch.full((rows, 1), layout.null_class_token_id, dtype=torch.long, device=device)
+        if null_prefix is not None:
+            null_prefix = null_prefix.to(device)
         sampler = ImageTokenSampler(
             self.transformer,
             layout.num_image_codes,
@@ -886,10 +1143,62 @@ class TamingPipeline(DiffusionPipeline):
         pixels = self.vqgan.decode_indices(indices.clamp(min=0).to(self._execution_device))
         return self.image_processor.postprocess(pixels, output_type=output_type)
 
+    def clip_similarity(
+        self, prompts: List[str], images: List[PIL.Image.Image], clip: CLIPModel, clip_processor: CLIPProcessor
+    ) -> torch.FloatTensor:
+        """
+        `(P, N)` cosine similarities of N images to P prompts, from any `CLIPModel`'s public
+        `get_text_features` / `get_image_features` (prompts truncated to its text context).
+        """
+        device = clip.device
+        context = clip.config.text_config.max_position_embeddings
+        text = clip_processor(text=prompts, padding=True, truncation=True, max_length=context, return_tensors="pt")
+        pixels = clip_processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
+        text_features = _features(
+            clip.get_text_features(
+                input_ids=text["input_ids"].to(device), attention_mask=text["attention_mask"].to(device)
+            )
+        )
+        image_features = _features(clip.get_image_features(pixel_values=pixels["pixel_values"].to(device, clip.dtype)))
+        text_features = F.normalize(text_features.float(), dim=-1)
+        image_features = F.normalize(image_features.float(), dim=-1)
+        return (text_features @ image_features.T).cpu()
+
+    def rerank(
+        self,
+        prompts: List[str],
+        pixels: torch.Tensor,
+        num_images_per_prompt: int,
+        clip: CLIPModel,
+        clip_processor: CLIPProcessor,
+    ) -> Tuple[torch.LongTensor, torch.FloatTensor]:
+        """
+        Keep the `num_images_per_prompt` candidates of each prompt that CLIP finds most similar to it, as
+        DALL-E did. `pixels` are the `(P * C, channels, H, W)` decoded candidates in [-1, 1], C per prompt.
+
+        Returns:
+            The kept rows of `pixels` (per prompt, best first) and their `(P * num_images_per_prompt,)` scores.
+        """
+        num_prompts = len(prompts)
+        candidates = pixels.shape[0] // num_prompts
+        images = self.image_processor.postprocess(pixels, output_type="pil")
+        similarity = self.clip_similarity(prompts, images, clip, clip_processor)  # (P, P * C)
+        own = similarity.view(num_prompts, num_prompts, candidates)[
+            torch.arange(num_prompts), torch.arange(num_prompts)
+        ]
+        scores, best = own.topk(num_images_per_prompt, dim=-1)  # sorted, best first
+        rows = (best + torch.arange(num_prompts)[:, None] * candidates).reshape(-1)
+        return rows, scores.reshape(-1)
+
     @torch.no_grad()
     def __call__(
         self,
         class_labels: Optional[Union[int, List[int], torch.Tensor]] = None,
+        prompt: Optional[Union[str, List[str]]] = None,
+        negative_prompt: Optional[Union[str, List[str]]] = None,
+        num_candidates: Optional[int] = None,
+        clip: Optional[CLIPModel] = None,
+        clip_processor: Optional[CLIPProcessor] = None,
         batch_size: int = 1,
         num_images_per_prompt: int = 1,
         condition_image: Optional[ImageInput] = None,
@@ -929,14 +1238,34 @@ class TamingPipeline(DiffusionPipeline):
 
         ```
 
+        Text-conditional pipelines take prompts instead of class labels:
+
+        ```py
+        >>> images = pipe(prompt="a red apple", num_images_per_prompt=4, guidance_scale=3.0).images  # doctest: +SKIP
+        >>> best = pipe(prompt="a red apple", num_images_per_prompt=2, num_candidates=16).images  # doctest: +SKIP
+        ```
+
         Args:
             class_labels (`int`, `List[int]` or an integer `torch.Tensor`, *optional*):
                 Class ids for class-conditional models (see `get_label_ids` for names); one image each.
+            prompt (`str` or `List[str]`, *optional*):
+                Captions for text-conditional models; a list batches them. A prompt longer than the config's
+                `max_text_length` tokens is truncated with a warning.
+            negative_prompt (`str` or `List[str]`, *optional*):
+                With guidance, the caption the samples are guided away from (one, or one per prompt); `None` means
+                the model's `null_caption` (the empty caption it learned by caption dropout).
+            num_candidates (`int`, *optional*):
+                Text models: sample this many candidates per prompt and return the `num_images_per_prompt` that
+                CLIP finds most similar to the prompt, best first (DALL-E's reranking); `None` samples
+                `num_images_per_prompt` and does not rerank.
+            clip (`CLIPModel`, *optional*), clip_processor (`CLIPProcessor`, *optional*):
+                The CLIP that reranks (any `CLIPModel`, e.g. `openai/clip-vit-base-patch32`); default to the
+                pipeline's `clip` and `clip_processor` components.
             batch_size (`int`, defaults to 1):
-                Number of images for unconditional models; otherwise the class labels, condition images or images
-                to complete set the batch, and a `batch_size` other than 1 or their number raises.
+                Number of images for unconditional models; otherwise the class labels, prompts, condition images or
+                images to complete set the batch, and a `batch_size` other than 1 or their number raises.
             num_images_per_prompt (`int`, defaults to 1):
-                Images per class label, condition image or completion image.
+                Images per class label, prompt, condition image or completion image.
             condition_image (`PIL.Image.Image`, list of them, or `torch.Tensor` of shape `(B, C, H, W)` in [-1, 1]):
                 Spatial condition (segmentation / depth map) for `conditioning="spatial"`; its code grid from
                 `condition_vqgan` must match the image grid, and sets the output size by default. For
@@ -957,9 +1286,10 @@ class TamingPipeline(DiffusionPipeline):
             temperature (`float`, *optional*):
                 A positive finite divisor of the logits; `None` means the model's default (1 if unset).
             guidance_scale (`float`, *optional*):
-                Classifier-free guidance for class-conditional models with a null class (finite, >= 0; 1 disables
-                it, 0 samples the null class); `None` means the model's default (1 if unset).
-            generator (`torch.Generator` or a list, one per image, *optional*):
+                Classifier-free guidance for class-conditional models with a null class, and text models with a
+                null caption or a `negative_prompt` (finite, >= 0; 1 disables it, 0 samples the null row); `None`
+                means the model's default (1 if unset).
+            generator (`torch.Generator` or a list, one per image (one per candidate when reranking), *optional*):
                 Makes sampling deterministic; `None` samples from the global RNG.
             output_type (`str`, defaults to `"pil"`):
                 `"pil"`, `"np"`, `"pt"` or `"latent"` (the `(B, h, w)` index grids).
@@ -977,8 +1307,8 @@ class TamingPipeline(DiffusionPipeline):
                 The tensors passed in `callback_kwargs`, from `pipe._callback_tensor_inputs`.
 
         Returns:
-            [`TamingPipelineOutput`] or `tuple`: `images` (see `output_type`) and the sampled `indices` of shape
-            `(B, h, w)`; a tuple `(images, indices)` when `return_dict=False`.
+            [`TamingPipelineOutput`] or `tuple`: `images` (see `output_type`), the sampled `indices` of shape
+            `(B, h, w)` and, when reranking, the `clip_scores`; a tuple `(images, indices)` when `return_dict=False`.
         """
         # 1. Check inputs and resolve the sampling settings (call arguments > the model's defaults).
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
@@ -986,6 +1316,11 @@ class TamingPipeline(DiffusionPipeline):
         self.check_callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs)
         self.check_inputs(
             class_labels=class_labels,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_candidates=num_candidates,
+            clip=clip,
+            clip_processor=clip_processor,
             batch_size=batch_size,
             num_images_per_prompt=num_images_per_prompt,
             condition_image=condition_image,
@@ -1002,17 +1337,20 @@ class TamingPipeline(DiffusionPipeline):
         )
         settings = self.sampling_settings(top_k, top_p, temperature, guidance_scale)
 
-        # 2. The condition of each row: start / class tokens, or a condition grid. For unconditional and
-        # completion models the images to complete set the batch.
+        # 2. The condition of each row: start / class / text tokens, or a condition grid, and the null rows'
+        # prefix for guidance. For unconditional and completion models the images to complete set the batch;
+        # reranking samples num_candidates rows per prompt.
         if image is not None and self.config.conditioning in ("unconditional", "completion"):
             batch_size = _num_images(image)
+        per_prompt = num_candidates or num_images_per_prompt
         start_tokens, condition_grid = self.prepare_condition(
-            class_labels, condition_image, batch_size, num_images_per_prompt
+            class_labels, condition_image, batch_size, per_prompt, prompt
         )
+        null_prefix = self.prepare_null_condition(settings, start_tokens, negative_prompt, per_prompt)
         rows = (start_tokens if condition_grid is None else condition_grid).shape[0]
 
         # 3. The code grids of the images to complete; the grid size (condition image > image > window).
-        kept_grid = self.prepare_completion(image, rows, num_images_per_prompt)
+        kept_grid = self.prepare_completion(image, rows, per_prompt)
         default_size = (self.latent_window, self.latent_window)
         for grid in (kept_grid, condition_grid):
             if grid is not None:
@@ -1033,14 +1371,27 @@ class TamingPipeline(DiffusionPipeline):
             generator,
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
+            null_prefix,
         )
 
-        # 5. Decode, free offloaded models, return.
-        images = self.decode_latents(indices, output_type)
+        # 5. Rerank the candidates with CLIP (best num_images_per_prompt per prompt), decode, free offloaded
+        # models, return.
+        clip_scores = None
+        if num_candidates is not None:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            pixels = self.vqgan.decode_indices(indices.clamp(min=0).to(self._execution_device))
+            clip, clip_processor = (self.clip, self.clip_processor) if clip is None else (clip, clip_processor)
+            kept, clip_scores = self.rerank(prompts, pixels, num_images_per_prompt, clip, clip_processor)
+            indices = indices[kept.to(indices.device)]
+            images = (
+                indices if output_type == "latent" else self.image_processor.postprocess(pixels[kept], output_type)
+            )
+        else:
+            images = self.decode_latents(indices, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return images, indices
-        return TamingPipelineOutput(images=images, indices=indices)
+        return TamingPipelineOutput(images=images, indices=indices, clip_scores=clip_scores)
 
     # --------------------------------------------------------------------------------------- sharing
 

@@ -9,15 +9,18 @@ The latent prior is a plain `GPT2LMHeadModel`; its vocabulary is laid out as
                                                           coordinate codes
     sos_token_id                                          start token of unconditional models
     null_class_token_id                                   "no class" for classifier-free guidance
+    text_pad_token_id                                     fills a caption up to max_text_length (text)
+    text_unknown_token_id                                 a tokenizer id the prior has no token for (text)
 
-with `condition_offset = num_image_codes`. The layout is stored in the pipeline's config (never
+with `condition_offset = num_image_codes`. For text conditioning the condition tokens are the caption's
+tokenizer ids, mapped into the prior's vocabulary by a `TextVocabulary` (see `text_vocabulary.py`). The layout is stored in the pipeline's config (never
 as code constants), so a converted original checkpoint and a freshly trained one share it.
 """
 
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-CONDITIONING_KINDS = ("unconditional", "class", "spatial", "coordinates", "completion")
+CONDITIONING_KINDS = ("unconditional", "class", "spatial", "coordinates", "completion", "text")
 
 
 @dataclass(frozen=True)
@@ -28,17 +31,23 @@ class TokenLayout:
             `"unconditional"` (an SOS prefix), `"class"` (one class token), `"spatial"` (the
             condition VQGAN's code grid, aligned with the image grid), `"coordinates"` (a grid of
             quantized coordinates, aligned with the image grid: the original's FacesHQ models) or
-            `"completion"` (unconditional, sampled from a partial image).
+            `"completion"` (unconditional, sampled from a partial image) or `"text"` (a caption's tokens,
+            padded to a fixed length).
         num_image_codes (`int`):
             Codebook size K of the image VQGAN; image codes are token ids `[0, K)`.
         num_condition_tokens (`int`):
-            Number of classes, the condition VQGAN's codebook size, or the number of coordinate levels;
-            0 for unconditional models.
+            Number of classes, the condition VQGAN's codebook size, the number of coordinate levels, or the
+            number of text tokens; 0 for unconditional models.
         sos_token_id (`int`, *optional*):
             The start token that prefixes unconditional sequences.
         null_class_token_id (`int`, *optional*):
             The "no class" token a class-conditional model was trained with (class dropout);
             required for classifier-free guidance.
+        text_pad_token_id (`int`, *optional*):
+            The token that pads a caption to `max_text_length`; required for text layouts.
+        text_unknown_token_id (`int`, *optional*):
+            The token of tokenizer ids outside the prior's text vocabulary (only when the text vocabulary
+            keeps a subset of the tokenizer's ids).
     """
 
     conditioning: str
@@ -46,19 +55,23 @@ class TokenLayout:
     num_condition_tokens: int = 0
     sos_token_id: Optional[int] = None
     null_class_token_id: Optional[int] = None
+    text_pad_token_id: Optional[int] = None
+    text_unknown_token_id: Optional[int] = None
 
     def __post_init__(self):
         if self.conditioning not in CONDITIONING_KINDS:
             raise ValueError(f"conditioning must be one of {CONDITIONING_KINDS}, got {self.conditioning!r}.")
         if self.num_image_codes <= 0:
             raise ValueError(f"num_image_codes must be positive, got {self.num_image_codes}.")
-        if self.conditioning in ("class", "spatial", "coordinates") and self.num_condition_tokens <= 0:
+        if self.conditioning in ("class", "spatial", "coordinates", "text") and self.num_condition_tokens <= 0:
             raise ValueError(
                 f"A {self.conditioning!r} layout needs num_condition_tokens > 0, got {self.num_condition_tokens}."
             )
         if self.conditioning in ("unconditional", "completion") and self.sos_token_id is None:
             raise ValueError(f"A {self.conditioning!r} layout needs an sos_token_id.")
-        for name in ("sos_token_id", "null_class_token_id"):
+        if self.conditioning == "text" and self.text_pad_token_id is None:
+            raise ValueError("A 'text' layout needs a text_pad_token_id.")
+        for name in self._special_names:
             token = getattr(self, name)
             if token is not None and token < self.special_offset:
                 raise ValueError(
@@ -66,18 +79,33 @@ class TokenLayout:
                     f"{self.special_offset}."
                 )
 
+    _special_names = ("sos_token_id", "null_class_token_id", "text_pad_token_id", "text_unknown_token_id")
+
     @classmethod
     def build(
-        cls, conditioning: str, num_image_codes: int, num_condition_tokens: int = 0, with_null_class: bool = False
+        cls,
+        conditioning: str,
+        num_image_codes: int,
+        num_condition_tokens: int = 0,
+        with_null_class: bool = False,
+        with_text_unknown: bool = False,
     ) -> "TokenLayout":
-        """The standard layout: specials right after the condition tokens (SOS, then the null class)."""
+        """
+        The standard layout: specials right after the condition tokens (SOS, then the null class; for text the
+        pad token, then the unknown-text token when `with_text_unknown`).
+        """
         next_id = num_image_codes + num_condition_tokens
-        sos = null = None
-        if conditioning in ("unconditional", "completion"):
-            sos, next_id = next_id, next_id + 1
-        if with_null_class:
-            null = next_id
-        return cls(conditioning, num_image_codes, num_condition_tokens, sos, null)
+        specials = {}
+        wanted = {
+            "sos_token_id": conditioning in ("unconditional", "completion"),
+            "null_class_token_id": with_null_class,
+            "text_pad_token_id": conditioning == "text",
+            "text_unknown_token_id": conditioning == "text" and with_text_unknown,
+        }
+        for name in cls._special_names:
+            if wanted[name]:
+                specials[name], next_id = next_id, next_id + 1
+        return cls(conditioning, num_image_codes, num_condition_tokens, **specials)
 
     @property
     def condition_offset(self) -> int:
@@ -90,7 +118,7 @@ class TokenLayout:
     @property
     def vocab_size(self) -> int:
         """The smallest vocabulary that holds every token of this layout."""
-        specials = [t for t in (self.sos_token_id, self.null_class_token_id) if t is not None]
+        specials = [getattr(self, name) for name in self._special_names if getattr(self, name) is not None]
         return max([self.special_offset - 1] + specials) + 1
 
     def condition_token(self, condition_id: int) -> int:
