@@ -132,6 +132,13 @@ def test_placed_inception_gives_the_torchscript_features(placed_inception):
     assert features.norm().item() == pytest.approx(TORCHSCRIPT_FEATURES_NORM, abs=1e-4)
 
 
+def test_standard_fid_leaves_the_global_rng_alone(placed_inception):
+    # train_vqgan.py builds it after restoring a checkpoint's RNG states; resuming must continue bit for bit.
+    before = torch.random.get_rng_state()
+    standard_fid(feature=64)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_standard_fid_of_a_set_against_itself_is_zero(placed_inception):
     fid = standard_fid(feature=64)
     pixels = fid_uint8_images(sample_images(12, channels=1))

@@ -92,7 +92,9 @@ def standard_fid(**kwargs) -> nn.Module:
                 f"{target} is not a plain tensor file (torch.load(weights_only=True) refused it: {error}); torch-fidelity "
                 f"would unpickle it unchecked. Replace it with: {PLACE_COMMAND} --force fid-inception"
             ) from error
-    with explain_missing_weights("fid-inception"):  # offline without the file: say how to place it
+    # Building the Inception initialises layers that the file then overwrites: keep the global RNG untouched, so
+    # a training run that builds the metric after restoring its RNG states continues exactly as before.
+    with explain_missing_weights("fid-inception"), torch.random.fork_rng(devices=[]):
         return FrechetInceptionDistance(**{"feature": 2048, **kwargs})
 
 
