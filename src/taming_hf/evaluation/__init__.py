@@ -4,7 +4,9 @@ from .metrics import (
     ReconstructionMetrics,
     codebook_perplexity,
     codebook_usage,
-    inception_fid_or_none,
+    fid_uint8_images,
+    standard_fid,
+    standard_fid_or_none,
 )
 
 __all__ = [
@@ -15,5 +17,7 @@ __all__ = [
     "SmallImageClassifier",
     "codebook_perplexity",
     "codebook_usage",
-    "inception_fid_or_none",
+    "fid_uint8_images",
+    "standard_fid",
+    "standard_fid_or_none",
 ]

