@@ -276,6 +276,14 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help='A checkpoint folder, or "latest" (the newest complete one in --output_dir).',
     )
     parser.add_argument("--validation_steps", type=int, default=500, help="Validate every N steps.")
+    parser.add_argument(
+        "--validation_inception_fid",
+        action="store_true",
+        help=(
+            "Also compute the standard (Inception) rFID at each validation. Off by default: on the few validation "
+            "images it is mostly small-sample bias and costs an Inception forward per image; use scripts/evaluate.py."
+        ),
+    )
     parser.add_argument("--num_validation_images", type=int, default=8, help="Images in the validation grid.")
     parser.add_argument("--push_to_hub", action="store_true", help="Upload --output_dir to the Hub at the end.")
     parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository id (default: the folder name).")
@@ -588,7 +596,7 @@ def main(args) -> None:
             num_embeddings,
             use_lpips=loss_fn.perceptual is not None,
             lpips_model=loss_fn.perceptual,
-            inception_fid=True,
+            inception_fid=args.validation_inception_fid,
         ),
     )
     global_step, first_epoch, resume_batches, resume_dataloader = 0, 0, 0, None
