@@ -35,7 +35,12 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vqgan", type=str, nargs="+", default=[], help="VQGAN folders to evaluate.")
     parser.add_argument("--pipeline", type=str, default=None, help="Class-conditional TamingPipeline folder.")
-    parser.add_argument("--classifier", type=str, default="pretrained/fashion-mnist-classifier")
+    parser.add_argument(
+        "--classifier",
+        type=str,
+        default="pretrained/fashion-mnist-classifier",
+        help='"none": no classifier (VQGAN metrics only, for a dataset without labels such as emoji).',
+    )
     parser.add_argument("--dataset_name", type=str, default="fashion_mnist")
     parser.add_argument("--split", type=str, default="test")
     parser.add_argument("--image_column", type=str, default="image")
@@ -56,6 +61,8 @@ def parse_args(input_args=None) -> argparse.Namespace:
     args = parser.parse_args(input_args)
     if not args.vqgan and args.pipeline is None:
         parser.error("Pass --vqgan and/or --pipeline.")
+    if args.classifier.lower() == "none" and args.pipeline is not None:
+        parser.error("--pipeline is measured with a classifier; --classifier none evaluates --vqgan only.")
     return args
 
 
@@ -195,15 +202,28 @@ def main(args: argparse.Namespace) -> Dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
-    classifier = load_classifier(args.classifier)
-    size, channels = classifier.config.image_size, classifier.config.in_channels
-    images, labels = load_test_images(args, size, channels)
-    classifier_info = {"path": args.classifier}
-    with torch.no_grad():
-        predictions = torch.cat([classifier(batch).logits.argmax(-1) for batch in images.split(args.batch_size)])
-    classifier_info["test_accuracy"] = (predictions == labels).float().mean().item()
-    results = {"dataset": args.dataset_name, "split": args.split, "num_images": len(images)}
-    results["classifier"] = classifier_info
+    results = {"dataset": args.dataset_name, "split": args.split}
+    if args.classifier.lower() == "none":  # VQGAN metrics only: no labels, images at the first VQGAN's size
+        classifier, config = None, load_vqgan(args.vqgan[0]).config
+        images, _, _ = load_labeled_images(
+            args.dataset_name,
+            args.split,
+            args.image_column,
+            None,
+            config.resolution,
+            config.in_channels,
+            args.max_eval_samples,
+        )
+    else:
+        classifier = load_classifier(args.classifier)
+        size, channels = classifier.config.image_size, classifier.config.in_channels
+        images, labels = load_test_images(args, size, channels)
+        classifier_info = {"path": args.classifier}
+        with torch.no_grad():
+            predictions = torch.cat([classifier(batch).logits.argmax(-1) for batch in images.split(args.batch_size)])
+        classifier_info["test_accuracy"] = (predictions == labels).float().mean().item()
+        results["classifier"] = classifier_info
+    results["num_images"] = len(images)
     if args.vqgan:
         results["reconstruction"] = {}
         for path in args.vqgan:

@@ -1,7 +1,8 @@
 """Image datasets for VQGAN training, loaded with `datasets`.
 
 - `load_image_dataset`: a Hub dataset, a local dataset (a `save_to_disk` folder or a folder
-  `load_dataset` understands), an image folder, or Fashion-MNIST from its IDX files.
+  `load_dataset` understands), an image folder, Fashion-MNIST from its IDX files, or the emoji
+  dataset (`taming_hf.data.emoji`).
 - `ImageTransform`: decode (with an error naming the corrupt file), RGB or grayscale,
   resize, center or random crop, optional flip, scale to [-1, 1].
 """
@@ -21,6 +22,9 @@ from datasets import config as datasets_config
 from torchvision import transforms
 from torchvision.transforms import functional as TF
 
+from ..data.emoji import load_emoji_dataset
+
+EMOJI_NAMES = ("emoji",)
 FASHION_MNIST_NAMES = ("fashion_mnist", "fashion-mnist", "zalando-datasets/fashion_mnist")
 FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 # Zalando's class names (the Hub dataset's ClassLabel spells the first one "T - shirt / top").
@@ -116,11 +120,17 @@ def load_image_dataset(
     `dataset_name` may be a Hub id, a local `save_to_disk` folder, or a local folder / script
     `load_dataset` understands; `fashion_mnist` reads the local IDX files when they exist
     (`FASHION_MNIST_DIR`, by default the Debian `dataset-fashion-mnist` location) and the Hub
-    otherwise. `train_data_dir` loads an image folder (`imagefolder`, with labels from
+    otherwise; `emoji` is `taming_hf.load_emoji_dataset` at 64 px (`cache_dir`, when given, is its
+    cache folder). `train_data_dir` loads an image folder (`imagefolder`, with labels from
     sub-folder names).
     """
     if (dataset_name is None) == (train_data_dir is None):
         raise ValueError("Pass exactly one of dataset_name and train_data_dir.")
+    if dataset_name is not None and dataset_name.lower() in EMOJI_NAMES:
+        dataset = load_emoji_dataset(split, cache_dir=cache_dir)
+        if max_samples is not None:
+            dataset = dataset.select(range(min(max_samples, len(dataset))))
+        return dataset.to_iterable_dataset() if streaming else dataset
     if dataset_name is not None and dataset_name.lower() in FASHION_MNIST_NAMES:
         if os.path.exists(os.path.join(FASHION_MNIST_DIR, "train-labels-idx1-ubyte.gz")):
             dataset = load_fashion_mnist(split, max_samples=max_samples)
@@ -145,7 +155,7 @@ def load_labeled_images(
     dataset_name: str,
     split: str,
     image_column: str = "image",
-    label_column: str = "label",
+    label_column: Optional[str] = "label",
     resolution: int = 28,
     num_channels: int = 1,
     max_samples: Optional[int] = None,
@@ -155,10 +165,11 @@ def load_labeled_images(
 
     Returns:
         images (`torch.FloatTensor` of shape `(N, num_channels, resolution, resolution)`) in [-1, 1],
-        labels (`torch.LongTensor` of shape `(N,)`), and the class names (or None).
+        labels (`torch.LongTensor` of shape `(N,)`), and the class names (or None); with
+        `label_column=None` (a dataset without labels, e.g. `emoji`) labels and names are None.
     """
     dataset = load_image_dataset(dataset_name=dataset_name, split=split, max_samples=max_samples)
-    for column in (image_column, label_column):
+    for column in (image_column, label_column) if label_column is not None else (image_column,):
         if column not in dataset.column_names:
             raise ValueError(f"Column {column!r} not found in {dataset_name}; its columns are {dataset.column_names}.")
     mode = "L" if num_channels == 1 else "RGB"
@@ -167,6 +178,8 @@ def load_labeled_images(
     )
     images = torch.from_numpy(images).float().div(127.5).sub(1)
     images = images[:, None] if num_channels == 1 else images.permute(0, 3, 1, 2)
+    if label_column is None:
+        return images.contiguous(), None, None
     labels = torch.tensor(dataset[label_column], dtype=torch.long)
     names = getattr(dataset.features[label_column], "names", None)
     return images.contiguous(), labels, names
