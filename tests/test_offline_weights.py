@@ -255,7 +255,7 @@ def test_cli_rejects_an_unknown_name(capsys):
         offline_weights.main(["inception"])
     assert exit_info.value.code == 2
     assert (
-        "unknown weight file(s) 'inception'; expected some of ['lpips-vgg16', 'fid-inception']."
+        "unknown weight file(s) 'inception'; expected some of ['lpips-vgg16', 'fid-inception', 'clip-bpe']."
         in capsys.readouterr().err
     )
 
