@@ -11,7 +11,14 @@ from .models.vqgan import (
     VQGANModel,
     VQGANModelOutput,
 )
-from .pipelines import TamingPipeline, TamingPipelineOutput, TokenLayout
+from .pipelines import (
+    TamingPipeline,
+    TamingPipelineOutput,
+    TokenLayout,
+    VQGANCLIPPipeline,
+    VQGANCLIPPipelineOutput,
+    export_frames,
+)
 
 __version__ = "0.1.0"
 
@@ -24,10 +31,13 @@ __all__ = [
     "TamingPipeline",
     "TamingPipelineOutput",
     "TokenLayout",
+    "VQGANCLIPPipeline",
+    "VQGANCLIPPipelineOutput",
     "VQGANConfig",
     "VQGANEncoderOutput",
     "VQGANImageProcessor",
     "VQGANModel",
     "VQGANModelOutput",
     "VectorQuantizer",
+    "export_frames",
 ]
