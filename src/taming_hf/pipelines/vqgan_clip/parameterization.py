@@ -24,7 +24,7 @@ def nearest_codes(latents: torch.Tensor, codebook: torch.Tensor) -> torch.LongTe
 
 def embed_codes(indices: torch.LongTensor, codebook: torch.Tensor) -> torch.Tensor:
     """`(B, h, w)` indices -> `(B, D, h, w)` codebook vectors."""
-    return codebook[indices].permute(0, 3, 1, 2)
+    return codebook[indices].permute(0, 3, 1, 2).contiguous()
 
 
 class LatentParameterization:
