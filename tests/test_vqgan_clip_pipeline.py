@@ -1,5 +1,6 @@
 """Tests of VQGANCLIPPipeline on tiny random models: a 2x-downsampling VQGAN and a one-layer CLIP of 32 px."""
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -593,3 +594,113 @@ def test_bad_component_sources(pipe):
         match=re.escape("component_sources names 'unet'; the components are ['vqgan', 'clip', 'clip_processor']."),
     ):
         VQGANCLIPPipeline(pipe.vqgan, pipe.clip, pipe.clip_processor, component_sources={"unet": "x"})
+
+
+# ------------------------------------------------------------------------------- scripts/vqgan_clip.py
+
+
+def load_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "vqgan_clip.py"
+    spec = importlib.util.spec_from_file_location("script_vqgan_clip", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_script_writes_the_image_and_frames_from_vqgan_and_clip_folders(pipe, tmp_path):
+    pipe.vqgan.save_pretrained(tmp_path / "vqgan")
+    pipe.clip.save_pretrained(tmp_path / "clip")
+    pipe.clip_processor.save_pretrained(tmp_path / "clip")
+    init = tmp_path / "init.png"
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 20, 3), dtype=np.uint8)).save(init)
+    script = load_script()
+    args = script.parse_args(
+        [
+            "--vqgan",
+            str(tmp_path / "vqgan"),
+            "--clip",
+            str(tmp_path / "clip"),
+            "--prompt",
+            "a cat | blurry:-0.5",
+            "--init_image",
+            str(init),
+            "--height",
+            "16",
+            "--width",
+            "24",
+            "--steps",
+            "4",
+            "--cutn",
+            "2",
+            "--seed",
+            "1",
+            "--output",
+            str(tmp_path / "out" / "cat.png"),
+            "--save_frames",
+            str(tmp_path / "cat.gif"),
+            "--frame_interval",
+            "2",
+        ]
+    )
+    script.main(args)
+    with PIL.Image.open(tmp_path / "out" / "cat.png") as image:
+        assert image.size == (24, 16)
+        written = np.asarray(image)
+    expected = pipe(
+        "a cat | blurry:-0.5",
+        init_image=PIL.Image.open(init).convert("RGB"),
+        height=16,
+        width=24,
+        num_inference_steps=4,
+        cutn=2,
+        generator=seeded(1),
+    ).images[0]
+    assert np.array_equal(written, np.asarray(expected))
+    with PIL.Image.open(tmp_path / "cat.gif") as gif:
+        assert gif.n_frames == 3  # steps 0, 2 and the end
+
+
+def test_script_runs_from_a_pipeline_folder(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipeline")
+    script = load_script()
+    script.main(
+        script.parse_args(
+            [
+                "--pipeline",
+                str(tmp_path / "pipeline"),
+                "--prompt",
+                "a dog",
+                "--steps",
+                "1",
+                "--cutn",
+                "1",
+                "--output",
+                str(tmp_path / "dog.png"),
+            ]
+        )
+    )
+    assert PIL.Image.open(tmp_path / "dog.png").size == (16, 16)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--prompt", "a cat"], "pass either --pipeline, or --vqgan and --clip."),
+        (["--vqgan", "{tmp}/v", "--prompt", "a cat"], "--vqgan and --clip go together: pass both (or --pipeline)."),
+        (["--pipeline", "{tmp}"], 'pass --prompt "text:weight | text:weight" and/or --image_prompt FILES.'),
+        (["--pipeline", "{tmp}/missing", "--prompt", "a"], "--pipeline '{tmp}/missing' is neither an existing folder"),
+        (
+            ["--pipeline", "{tmp}", "--prompt", "a", "--init_image", "{tmp}/no.png"],
+            "--init_image '{tmp}/no.png' is not a file.",
+        ),
+        (
+            ["--pipeline", "{tmp}", "--prompt", "a", "--frames", "run.avi"],
+            "--frames must end in .gif or .mp4, got 'run.avi'.",
+        ),
+    ],
+)
+def test_script_argument_errors(tmp_path, capsys, argv, message):
+    script = load_script()
+    with pytest.raises(SystemExit):
+        script.parse_args([arg.format(tmp=tmp_path) for arg in argv])
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
