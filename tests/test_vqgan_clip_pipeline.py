@@ -704,3 +704,30 @@ def test_script_argument_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
         script.parse_args([arg.format(tmp=tmp_path) for arg in argv])
     assert message.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+def test_push_to_hub_uploads_the_saved_folder(pipe, monkeypatch):
+    import diffusers.utils.hub_utils as hub_utils
+
+    uploaded = {}
+
+    def fake_upload(self, folder, repo_id, **kwargs):
+        uploaded["files"] = {p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file()}
+        return "commit-url"
+
+    monkeypatch.setattr(hub_utils, "create_repo", lambda repo_id, **kwargs: type("Repo", (), {"repo_id": repo_id})())
+    monkeypatch.setattr(hub_utils, "load_or_create_model_card", lambda *args, **kwargs: hub_utils.ModelCard(""))
+    monkeypatch.setattr(VQGANCLIPPipeline, "_upload_folder", fake_upload)
+    assert pipe.push_to_hub("someone/tiny-vqgan-clip") == "commit-url"
+    assert {"model_index.json", "README.md", "vqgan/config.json", "clip/config.json"} <= uploaded["files"]
+    assert "clip_processor/processor_config.json" in uploaded["files"]
+
+
+def test_gumbel_vqgan_is_optimised_too(tokenizer):
+    pipe = VQGANCLIPPipeline(tiny_vqgan(quantizer_type="gumbel"), tiny_clip(len(tokenizer)), tiny_processor(tokenizer))
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe("a red apple", num_inference_steps=8, generator=seeded(), output_type="pt", **EXACT)
+    assert out.losses[-1, 0] < out.losses[0, 0]
+    # the image is the decode of the Gumbel quantizer's own codebook vectors
+    expected = pipe.image_processor.postprocess(pipe.vqgan.decode_indices(out.indices), output_type="pt")
+    assert torch.equal(out.images, expected)
