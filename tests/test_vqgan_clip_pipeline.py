@@ -731,3 +731,13 @@ def test_gumbel_vqgan_is_optimised_too(tokenizer):
     # the image is the decode of the Gumbel quantizer's own codebook vectors
     expected = pipe.image_processor.postprocess(pipe.vqgan.decode_indices(out.indices), output_type="pt")
     assert torch.equal(out.images, expected)
+
+
+def test_referenced_component_of_a_foreign_class_is_refused(pipe, tmp_path):
+    pipe.vqgan.save_pretrained(tmp_path / "vqgan-model")
+    (tmp_path / "pipe").mkdir()
+    index = {"vqgan": ["os", "system"], "component_sources": {"vqgan": "../vqgan-model"}}
+    (tmp_path / "pipe" / "model_index.json").write_text(json.dumps(index))
+    message = "names ['os', 'system'] for component 'vqgan'; expected a transformers or taming_hf model or processor"
+    with pytest.raises(OSError, match=re.escape(message)):
+        VQGANCLIPPipeline.from_pretrained(tmp_path / "pipe")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
-from transformers import CLIPModel, CLIPProcessor, PreTrainedModel
+from transformers import CLIPModel, CLIPProcessor, PreTrainedModel, ProcessorMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
@@ -219,9 +219,11 @@ class VQGANCLIPPipeline(DiffusionPipeline):
                     pretrained_model_name_or_path, name, index.get(name), source, kwargs
                 )
         if os.path.isdir(pretrained_model_name_or_path):
-            for name in COMPONENTS:
-                if name not in kwargs and name not in ("clip_processor",):
-                    check_config_file(pretrained_model_name_or_path, name, index.get(name, [None, name])[1])
+            for name in ("vqgan", "clip"):  # the models (a processor folder has no config.json)
+                if name not in kwargs:
+                    check_config_file(
+                        pretrained_model_name_or_path, name, (index.get(name) or [None, name])[1] or name
+                    )
         with name_unreadable_safetensors(
             pretrained_model_name_or_path, cache_dir=kwargs.get("cache_dir"), revision=kwargs.get("revision")
         ):
@@ -243,7 +245,14 @@ class VQGANCLIPPipeline(DiffusionPipeline):
                 )
             path = os.path.normpath(os.path.join(folder, path))
         check_local_path(path, f"component_sources[{name!r}]")
-        component_class = getattr(importlib.import_module(entry[0]), entry[1])
+        # only model and processor classes of the two libraries the components come from
+        library = importlib.import_module(entry[0]) if entry[0] in ("transformers", "taming_hf") else None
+        component_class = getattr(library, entry[1], None)
+        if not (isinstance(component_class, type) and issubclass(component_class, (PreTrainedModel, ProcessorMixin))):
+            raise OSError(
+                f"model_index.json of {folder} names {entry!r} for component {name!r}; expected a transformers or "
+                "taming_hf model or processor class."
+            )
         load_kwargs = {"subfolder": subfolder} if subfolder else {}
         if issubclass(component_class, PreTrainedModel) and kwargs.get("torch_dtype") is not None:
             load_kwargs["dtype"] = kwargs["torch_dtype"]
