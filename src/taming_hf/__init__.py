@@ -13,7 +13,14 @@ from .models.vqgan import (
     VQGANModel,
     VQGANModelOutput,
 )
-from .pipelines import TamingPipeline, TamingPipelineOutput, TokenLayout
+from .pipelines import (
+    TamingPipeline,
+    TamingPipelineOutput,
+    TokenLayout,
+    VQGANCLIPPipeline,
+    VQGANCLIPPipelineOutput,
+    export_frames,
+)
 
 __version__ = "0.1.0"
 
@@ -37,11 +44,14 @@ __all__ = [
     "TamingPipeline",
     "TamingPipelineOutput",
     "TokenLayout",
+    "VQGANCLIPPipeline",
+    "VQGANCLIPPipelineOutput",
     "VQGANConfig",
     "VQGANEncoderOutput",
     "VQGANImageProcessor",
     "VQGANModel",
     "VQGANModelOutput",
     "VectorQuantizer",
+    "export_frames",
     "load_emoji_dataset",
 ]
