@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The emoji RGB VQGAN on a CPU, offline: the recipe of pretrained/emoji-vqgan.
 #
-#   1. an f8 autoencoder (64 px RGB -> 8x8 = 64 tokens, 512 codes, about 1.1M parameters) trained with
+#   1. an f8 autoencoder (64 px RGB -> 8x8 = 64 tokens, 512 codes, 1.12M parameters) trained with
 #      scripts/train_vqgan.py on the emoji train split (both styles, all skin tones): AE_STEPS steps at
 #      learning rate 1e-3, then FINETUNE_STEPS more from those weights at 5e-4 (a step-down schedule in two runs,
 #      so the first run's model can be measured on its own; seed 1 draws other batches);
@@ -13,7 +13,8 @@
 #
 # Why these flags: f8 rather than f4 (64 tokens keep a prior over the codes trainable on a 2-core CPU; the
 # measured comparison is in docs/emoji_vqgan.md); L1 + codebook loss only (--perceptual_weight 0 and no
-# discriminator: on the shared 2-core machine LPIPS doubled the cost of a step, and the budget was ~45 minutes);
+# discriminator: on the shared 2-core machine a first timing run with LPIPS took ~65 s per step of 16 images,
+# and the budget was ~45 minutes);
 # dead codes re-seeded from encoder outputs every 25 steps, which keeps codebook usage high.
 set -euo pipefail
 
