@@ -238,7 +238,8 @@ def test_cli_rejects_an_unknown_name(capsys):
     with pytest.raises(SystemExit) as exit_info:
         offline_weights.main(["inception"])
     assert exit_info.value.code == 2
-    assert "unknown weight file(s) 'inception'; expected some of ['lpips-vgg16']." in capsys.readouterr().err
+    expected = f"unknown weight file(s) 'inception'; expected some of {list(offline_weights.WEIGHT_FILES)}."
+    assert expected in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -26,6 +26,10 @@ Known files:
   (kh, kw, in, out)). The written file has those features under torchvision's key names (kernels transposed to
   (out, in, kh, kw)) and **zeros for the classifier layers**, which torchvision's `load_state_dict` requires but
   LPIPS never runs: the file is for LPIPS features only, not for ImageNet classification.
+- "clip-bpe": OpenAI CLIP's tokenizer, a `CLIPTokenizer` folder (`vocab.json`, `merges.txt`, `tokenizer.json`)
+  converted (`taming_hf.text.convert_clip_bpe`) from `open_clip/bpe_simple_vocab_16e6.txt.gz` in the wheel of
+  `open-clip-torch==3.3.0`, placed in `<HF_HOME>/taming_hf/clip-tokenizer` (`taming_hf.text.load_clip_tokenizer`
+  loads it). The target of this entry is a folder; it is replaced as a whole.
 """
 
 import argparse
@@ -33,6 +37,7 @@ import contextlib
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -171,16 +176,41 @@ def load_numpy_pickle(data: bytes) -> Any:
     return NumpyOnlyUnpickler(io.BytesIO(data)).load()
 
 
+def _remove_path(path: Path) -> None:
+    """Remove a file or a folder (with its content); nothing when absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _replace_path(source: Path, target: Path) -> None:
+    """`os.replace(source, target)`, also for a folder onto an existing folder, which `os.replace` refuses unless it
+    is empty: the old folder is renamed aside first (and back if the move fails), then removed."""
+    if not (source.is_dir() and target.is_dir()):
+        os.replace(source, target)
+        return
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    _remove_path(old)
+    os.replace(target, old)
+    try:
+        os.replace(source, target)
+    except OSError:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old)
+
+
 def _save_atomically(weight: WeightFile, distribution: Path, target: Path) -> None:
-    """Convert into a temporary file next to `target`, check it, then move it onto `target` (`os.replace`)."""
+    """Convert into a temporary file (or folder) next to `target`, check it, then move it onto `target`."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         weight.convert(distribution, partial)
         weight.check(partial)
-        os.replace(partial, target)
+        _replace_path(partial, target)
     finally:
-        partial.unlink(missing_ok=True)
+        _remove_path(partial)
 
 
 def place_weight_file(
@@ -324,7 +354,66 @@ LPIPS_VGG16 = WeightFile(
     check=check_vgg16_file,
 )
 
-WEIGHT_FILES: Dict[str, WeightFile] = {weight.name: weight for weight in (LPIPS_VGG16,)}
+# ---------------------------------------------------------------------------------------------------------------
+# "clip-bpe": OpenAI CLIP's tokenizer from open_clip's BPE file
+# ---------------------------------------------------------------------------------------------------------------
+
+OPEN_CLIP_BPE_MEMBER = "open_clip/bpe_simple_vocab_16e6.txt.gz"
+# The ids OpenAI's tokenizer gives (the CLIP paper's prompt); a converted folder must reproduce them.
+CLIP_REFERENCE_TEXT = "a photo of a cat"
+CLIP_REFERENCE_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]
+
+
+def _clip_tokenizer_target() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "taming_hf" / "clip-tokenizer"
+
+
+def convert_open_clip_bpe(distribution: Path, destination: Path) -> None:
+    """open-clip-torch wheel -> `CLIPTokenizer` folder at `destination` (see `taming_hf.text.convert_clip_bpe`)."""
+    from ..text.clip_tokenizer import ClipBpeFormatError, convert_clip_bpe
+
+    data = read_distribution_member(distribution, OPEN_CLIP_BPE_MEMBER)
+    with tempfile.TemporaryDirectory(prefix="clip_bpe.") as directory:
+        bpe = Path(directory) / Path(OPEN_CLIP_BPE_MEMBER).name
+        bpe.write_bytes(data)
+        try:
+            convert_clip_bpe(bpe, destination)
+        except ClipBpeFormatError as error:
+            raise OfflineWeightsError(f"{OPEN_CLIP_BPE_MEMBER} in {distribution.name}: {error}") from error
+
+
+def check_clip_tokenizer_folder(path: Path) -> None:
+    """Load the folder as users do (`CLIPTokenizer.from_pretrained`); it must have CLIP's 49408 ids and give the
+    reference ids of "a photo of a cat"."""
+    from transformers import CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise OfflineWeightsError(f"The written folder does not load with CLIPTokenizer: {error}") from error
+    ids = tokenizer(CLIP_REFERENCE_TEXT).input_ids
+    if len(tokenizer) != 49408 or ids != CLIP_REFERENCE_IDS:
+        raise OfflineWeightsError(
+            f"The written CLIP tokenizer has {len(tokenizer)} ids and encodes {CLIP_REFERENCE_TEXT!r} as {ids}; "
+            f"OpenAI's has 49408 and gives {CLIP_REFERENCE_IDS}."
+        )
+
+
+CLIP_BPE = WeightFile(
+    name="clip-bpe",
+    description="OpenAI CLIP's BPE tokenizer (a CLIPTokenizer folder)",
+    used_by="taming_hf.text.load_clip_tokenizer()",
+    requirement="open-clip-torch==3.3.0",
+    sha256="c549ad5ed6bfc119cc11105033c0a2b9d7a2a4afeb40a58a09aab3da1a0043ce",
+    distribution="wheel",
+    target=_clip_tokenizer_target,
+    convert=convert_open_clip_bpe,
+    check=check_clip_tokenizer_folder,
+)
+
+WEIGHT_FILES: Dict[str, WeightFile] = {weight.name: weight for weight in (LPIPS_VGG16, CLIP_BPE)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
