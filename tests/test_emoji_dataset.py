@@ -409,15 +409,20 @@ def test_command_line_builds_the_cache(fake_sources, tmp_path, capsys):
 # The real dataset (built by `python -m taming_hf.data.emoji`)
 
 
-@pytest.fixture(scope="module")
-def real_emoji():
+def require_real_emoji(split=None):
+    """The real dataset from its cache; without the cache a failure under CI, a skip elsewhere."""
     folder = os.path.join(emoji.default_cache_dir(), emoji.cache_key(emoji.STYLES, 64))
     if not os.path.isfile(os.path.join(folder, "dataset_dict.json")):
         reason = f"The emoji dataset is not built ({folder} is missing); build it with: python -m taming_hf.data.emoji"
         if running_in_ci():
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-    return emoji.load_emoji_dataset()
+    return emoji.load_emoji_dataset(split)
+
+
+@pytest.fixture(scope="module")
+def real_emoji():
+    return require_real_emoji()
 
 
 def test_real_counts_per_split_and_style(real_emoji):
