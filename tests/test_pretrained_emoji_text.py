@@ -1,0 +1,53 @@
+"""The shipped text-to-emoji pipeline (`pretrained/taming-emoji-text`) loads offline with its CLIP tokenizer and
+samples seeded, deterministic 64 x 64 RGB emoji for a batch of prompts."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from taming_hf import TamingPipeline
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pretrained" / "taming-emoji-text"
+PROMPTS = ["red heart", "grinning face with big eyes"]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = TamingPipeline.from_pretrained(PIPELINE)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe, seed, output_type="pt", **kwargs):
+    generator = torch.Generator().manual_seed(seed)
+    return pipe(prompt=PROMPTS, num_images_per_prompt=2, generator=generator, output_type=output_type, **kwargs)
+
+
+def test_shipped_text_pipeline_carries_the_clip_tokenizer(pipe):
+    assert isinstance(pipe.tokenizer, CLIPTokenizer) and len(pipe.tokenizer) == 49408
+    assert pipe.tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert pipe.config.conditioning == "text" and pipe.config.max_text_length == 24
+    assert pipe.config.null_caption == ""  # trained with caption dropout: guidance has its null caption
+    assert pipe.transformer.config.n_positions == 24 + 8 * 8
+
+
+def test_shipped_text_pipeline_seeded_call_is_deterministic(pipe):
+    first, again, other = sample(pipe, 0), sample(pipe, 0), sample(pipe, 1)
+    assert first.images.shape == (4, 3, 64, 64) and first.indices.shape == (4, 8, 8)
+    assert 0.0 <= first.images.min() and first.images.max() <= 1.0
+    assert torch.equal(first.indices, again.indices) and torch.equal(first.images, again.images)
+    assert not torch.equal(first.indices, other.indices)
+
+
+def test_shipped_text_pipeline_default_sampling_is_guided(pipe):
+    config = pipe.transformer.generation_config
+    assert config.do_sample and config.guidance_scale > 1.0
+    unguided = sample(pipe, 0, guidance_scale=1.0, output_type="latent")
+    assert not torch.equal(sample(pipe, 0, output_type="latent").indices, unguided.indices)
+
+
+def test_shipped_text_pipeline_files_stay_small():
+    size = sum(path.stat().st_size for path in PIPELINE.rglob("*") if path.is_file())
+    assert size < 20_000_000, size  # 16 MB: VQGAN 4.3, prior 7.7, tokenizer 3.5
