@@ -16,6 +16,7 @@ from transformers import CLIPModel, CLIPProcessor, GPT2LMHeadModel, PreTrainedTo
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
 from ...utils.loading import check_local_path, check_pipeline_components, name_unreadable_safetensors
+from ..callbacks import check_step_callback
 from .model_card import create_model_card
 from .sampling import (
     GeneratorType,
@@ -773,17 +774,12 @@ class TamingPipeline(DiffusionPipeline):
 
     def check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs) -> None:
         """Raise a `ValueError` for a callback that is not callable or asks for tensors the loop does not have."""
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise ValueError(
-                "callback_on_step_end must be a callable (pipe, step, token_position, callback_kwargs) -> dict or a "
-                f"diffusers PipelineCallback, got {type(callback_on_step_end).__name__}."
-            )
-        names = callback_on_step_end_tensor_inputs
-        if not isinstance(names, (list, tuple)) or any(name not in self._callback_tensor_inputs for name in names):
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs must be a list of names from {self._callback_tensor_inputs}, "
-                f"got {names!r}."
-            )
+        check_step_callback(
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            self._callback_tensor_inputs,
+            "(pipe, step, token_position, callback_kwargs)",
+        )
 
     def _token_callback(
         self,

@@ -20,6 +20,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
 from ...utils.loading import check_config_file, check_local_path, name_unreadable_safetensors
+from ..callbacks import check_step_callback
 from ..taming.pipeline_taming import TamingPipeline  # also registers taming_hf's classes with diffusers' loader
 from .cutouts import MakeCutouts
 from .losses import clamp_with_grad, spherical_distance
@@ -428,17 +429,12 @@ class VQGANCLIPPipeline(DiffusionPipeline):
 
     def check_callback_inputs(self, callback_on_step_end, callback_on_step_end_tensor_inputs) -> None:
         """Raise a `ValueError` for a callback that is not callable or asks for tensors the loop does not have."""
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise ValueError(
-                "callback_on_step_end must be a callable (pipe, step, timestep, callback_kwargs) -> dict or a "
-                f"diffusers PipelineCallback, got {type(callback_on_step_end).__name__}."
-            )
-        names = callback_on_step_end_tensor_inputs
-        if not isinstance(names, (list, tuple)) or any(name not in self._callback_tensor_inputs for name in names):
-            raise ValueError(
-                f"callback_on_step_end_tensor_inputs must be a list of names from {self._callback_tensor_inputs}, "
-                f"got {names!r}."
-            )
+        check_step_callback(
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            self._callback_tensor_inputs,
+            "(pipe, step, timestep, callback_kwargs)",
+        )
 
     # ------------------------------------------------------------------------------------ call steps
 
