@@ -31,6 +31,7 @@ import torch
 from taming_hf import TamingPipeline, VQGANModel
 from taming_hf.evaluation import ClassifierFeatures, GenerationMetrics, ReconstructionMetrics, SmallImageClassifier
 from taming_hf.training.data import load_labeled_images
+from taming_hf.utils.loading import component_folder
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +73,7 @@ def parse_args(input_args=None) -> argparse.Namespace:
 
 def load_vqgan(path: str) -> VQGANModel:
     """A VQGAN folder, or a folder with a `vqgan/` sub-folder (train_vqgan.py output, pipeline)."""
-    if os.path.isdir(os.path.join(path, "vqgan")):
-        path = os.path.join(path, "vqgan")
-    return VQGANModel.from_pretrained(path).eval()
+    return VQGANModel.from_pretrained(component_folder(path)).eval()
 
 
 def load_test_images(args, resolution: int, num_channels: int) -> Tuple[torch.Tensor, torch.Tensor]:
