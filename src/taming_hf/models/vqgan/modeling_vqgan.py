@@ -99,6 +99,14 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
 
+def norm_silu(norm: nn.GroupNorm, hidden_states: torch.Tensor) -> torch.Tensor:
+    """silu(norm(x)). The norm's output is a fresh tensor only silu reads, so without autograd silu overwrites it
+    instead of allocating another full-size activation; under autograd in-place silu would first copy it
+    (its backward needs the input), so it runs out of place there."""
+    normed = norm(hidden_states)
+    return F.silu(normed, inplace=not normed.requires_grad)
+
+
 class VQGANResnetBlock(GradientCheckpointingLayer):
     """norm -> swish -> conv3x3, twice, with a 1x1 `nin_shortcut` when the width changes."""
 
@@ -115,9 +123,10 @@ class VQGANResnetBlock(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         residual = hidden_states if self.nin_shortcut is None else self.nin_shortcut(hidden_states)
-        hidden_states = self.conv1(F.silu(self.norm1(hidden_states)))
-        hidden_states = self.conv2(self.dropout(F.silu(self.norm2(hidden_states))))
-        return residual + hidden_states
+        hidden_states = self.conv1(norm_silu(self.norm1, hidden_states))
+        hidden_states = self.conv2(self.dropout(norm_silu(self.norm2, hidden_states)))
+        # In place into conv2's fresh output (no backward reads it): one full-size allocation less per block.
+        return hidden_states.add_(residual)
 
 
 class VQGANAttnBlock(GradientCheckpointingLayer):
@@ -251,7 +260,7 @@ class VQGANEncoder(nn.Module):
         for level in self.down:
             hidden_states = level(hidden_states)
         hidden_states = self.mid(hidden_states)
-        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+        return self.conv_out(norm_silu(self.norm_out, hidden_states))
 
 
 class VQGANDecoder(nn.Module):
@@ -289,7 +298,7 @@ class VQGANDecoder(nn.Module):
         hidden_states = self.mid(self.conv_in(latents))
         for level in reversed(self.up):
             hidden_states = level(hidden_states)
-        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+        return self.conv_out(norm_silu(self.norm_out, hidden_states))
 
 
 class VQGANPreTrainedModel(PreTrainedModel):
