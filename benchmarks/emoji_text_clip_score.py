@@ -21,7 +21,7 @@ from taming_hf.evaluation.clip_retrieval import (
     clip_image_features,
     clip_text_features,
     draw_distinct_captions,
-    retrieval_accuracy,
+    grouped_top1,
 )
 from taming_hf.pipelines import TamingPipeline
 
@@ -44,15 +44,6 @@ def parse_args(input_args=None) -> argparse.Namespace:
     if args.num_prompts < GROUP or args.num_prompts % GROUP:
         parser.error(f"--num_prompts must be a positive multiple of {GROUP}, got {args.num_prompts}.")
     return args
-
-
-def group_top1(image_features: torch.Tensor, text_features: torch.Tensor) -> float:
-    """Top-1 of (N, D) images against the N prompts of their group of 20 (row i's prompt is text i)."""
-    hits = []
-    for start in range(0, len(image_features), GROUP):
-        similarity = image_features[start : start + GROUP] @ text_features[start : start + GROUP].T
-        hits.append(retrieval_accuracy(similarity, ks=(1,))[1])
-    return sum(hits) / len(hits)
 
 
 def generate(pipe, prompts, args, clip, processor):
@@ -83,7 +74,10 @@ def main(args):
         text = clip_text_features(clip, processor, prompts)
         generated = clip_image_features(clip, processor, generate(pipe, prompts, args, clip, processor))
         real = clip_image_features(clip, processor, [data[i]["image"] for i in indices])
-        results[split] = {"generated_top1": group_top1(generated, text), "real_top1": group_top1(real, text)}
+        results[split] = {
+            "generated_top1": grouped_top1(generated, text, GROUP),
+            "real_top1": grouped_top1(real, text, GROUP),
+        }
         print(split, json.dumps(results[split]))
     if args.output:
         with open(args.output, "w") as f:
