@@ -4,8 +4,8 @@ text-conditional ones on the captions of the emoji splits.
 
     python scripts/evaluate.py --vqgan vqgan-out vqvae-out --pipeline pretrained/taming-fashion-mnist \
         --classifier pretrained/fashion-mnist-classifier --output_dir eval
-    python scripts/evaluate.py --pipeline pretrained/taming-emoji-text --judge_clip JUDGE_CLIP \
-        --num_candidates 8 --output_dir eval-text
+    python scripts/evaluate.py --pipeline pretrained/taming-emoji-text --judge_clip pretrained/emoji-clip-judge \
+        --num_candidates 8 --rerank_clip pretrained/emoji-clip --output_dir eval-text
 
 - `--vqgan DIR [DIR ...]` (a VQGAN folder, a `train_vqgan.py` output folder or a pipeline folder):
   PSNR, SSIM, LPIPS-VGG, codebook usage / perplexity on the test images, FID between test images and
@@ -318,18 +318,21 @@ def uint8_batch(images: Sequence[PIL.Image.Image]) -> torch.Tensor:
     return torch.stack([pil_to_tensor(image) for image in images])
 
 
-def real_split_fid(data, args) -> Tuple[Optional[torch.nn.Module], int]:
+def real_split_fid(data, args, device) -> Tuple[Optional[torch.nn.Module], int]:
     """The standard FID holding the split's real images (the first --max_eval_samples), and their number; (None, 0)
-    with --no_inception_fid or without the Inception weights. Its real features survive `reset()`."""
+    with --no_inception_fid or without the Inception weights. Its real features survive `reset()`. It runs on
+    `device`: a split holds thousands of real images, one Inception forward each."""
     if args.no_inception_fid:
         return None, 0
     fid = metrics.standard_fid_or_none(reset_real_features=False)
     if fid is None:
         print("Inception gFID skipped: torch-fidelity or its Inception weights are not available (see the warning).")
         return None, 0
+    fid = fid.to(device)
     count = len(data) if args.max_eval_samples is None else min(args.max_eval_samples, len(data))
     for start in range(0, count, args.batch_size):
-        fid.update(uint8_batch(rgb_images(data[start : min(start + args.batch_size, count)][args.image_column])), True)
+        images = rgb_images(data[start : min(start + args.batch_size, count)][args.image_column])
+        fid.update(uint8_batch(images).to(device), real=True)
     return fid, count
 
 
@@ -347,9 +350,9 @@ def generate_for_prompts(
     reranked prompt takes `num_candidates` rows); one generator seeded with `--seed` for the whole list.
     """
     generator = torch.Generator().manual_seed(args.seed)
-    rerank = (
-        {} if num_candidates is None else dict(num_candidates=num_candidates, clip=clip, clip_processor=clip_processor)
-    )
+    rerank = {}
+    if num_candidates is not None:
+        rerank = dict(num_candidates=num_candidates, clip=clip, clip_processor=clip_processor)
     per_call = max(1, args.batch_size // (num_candidates or 1))
     images = []
     for start in range(0, len(prompts), per_call):
@@ -376,7 +379,7 @@ def sample_grid(real: List[PIL.Image.Image], samples: List[List[PIL.Image.Image]
     return make_image_grid(tiles, rows=len(tiles) // GROUP_SIZE, cols=GROUP_SIZE)
 
 
-def evaluate_text_split(pipe: TamingPipeline, split: str, judge, reranker, shuffle: List[int], args):
+def evaluate_text_split(pipe: TamingPipeline, split: str, judge, reranker, shuffle: List[int], args, device):
     """The rows (unreranked, and reranked with --num_candidates) of one split, its prompts and its sample grid."""
     judge_model, judge_processor = judge
     data = load_captioned_split(args, split)
@@ -387,7 +390,7 @@ def evaluate_text_split(pipe: TamingPipeline, split: str, judge, reranker, shuff
     samples = {None: generate_for_prompts(pipe, prompts, args)}
     if args.num_candidates is not None:
         samples[args.num_candidates] = generate_for_prompts(pipe, prompts, args, args.num_candidates, *reranker)
-    fid, num_real = real_split_fid(data, args)
+    fid, num_real = real_split_fid(data, args, device)
     rows = []
     for num_candidates, images in samples.items():
         features = clip_image_features(judge_model, judge_processor, images)
@@ -396,7 +399,7 @@ def evaluate_text_split(pipe: TamingPipeline, split: str, judge, reranker, shuff
         row.update({f"real_{name}": value for name, value in real_figures.items()})
         if fid is not None:
             fid.reset()  # the fake features only: the real ones were built with reset_real_features=False
-            fid.update(uint8_batch(images), real=False)
+            fid.update(uint8_batch(images).to(device), real=False)
             row.update(gfid=fid.compute().item(), num_real_images=num_real)
         rows.append(row)
     return rows, prompts, sample_grid(real, list(samples.values()))
@@ -431,7 +434,7 @@ def evaluate_text_pipeline(path: str, args, device) -> Dict:
     os.makedirs(args.output_dir, exist_ok=True)
     for split in args.splits:
         logger.info(f"Text-to-image figures of {path} on {args.num_prompts} {split} captions")
-        rows, prompts, grid = evaluate_text_split(pipe, split, judge, reranker, shuffle, args)
+        rows, prompts, grid = evaluate_text_split(pipe, split, judge, reranker, shuffle, args, device)
         results["rows"] += rows
         results["prompts"][split] = prompts
         results["grids"][split] = f"samples_{split}.png"
@@ -441,7 +444,6 @@ def evaluate_text_pipeline(path: str, args, device) -> Dict:
 
 
 def text_markdown_table(text: Dict) -> List[str]:
-    reranking = lambda k: "none" if k is None else f"best of {k}"  # noqa: E731
     lines = [
         f"Judge {text['judge_clip']}: top-1 of each image's prompt among {text['group_size']} (chance "
         f"{1 / text['group_size']:.0%}); CLIP score = mean 100 * max(cos, 0) with its own prompt, shuffled = with a "
@@ -452,9 +454,10 @@ def text_markdown_table(text: Dict) -> List[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in text["rows"]:
+        reranking = "none" if row["num_candidates"] is None else f"best of {row['num_candidates']}"
         lines.append(
             f"| {text['pipeline']} | {row['split']} | {row['num_images']} | {text['top_k']} "
-            f"| {text['guidance_scale']} | {reranking(row['num_candidates'])} | {row['judge_top1']:.1%} "
+            f"| {text['guidance_scale']} | {reranking} | {row['judge_top1']:.1%} "
             f"| {row['real_judge_top1']:.1%} | {row['clip_score']:.2f} | {row['shuffled_clip_score']:.2f} "
             f"| {row['real_clip_score']:.2f} | {row['real_shuffled_clip_score']:.2f} | {_fmt(row.get('gfid'))} |"
         )
