@@ -323,6 +323,14 @@ def test_error_text_flags_on_a_class_pipeline(artifacts, tmp_path):
         run_evaluate(artifacts, tmp_path, "--judge_clip", artifacts / "judge", pipeline="class-pipeline")
 
 
+def test_error_class_pipeline_with_classifier_none(artifacts, tmp_path):
+    # a text pipeline needs no classifier; a class pipeline is measured with one
+    evaluate = load_script("evaluate")
+    argv = ["--pipeline", str(artifacts / "class-pipeline"), "--classifier", "none", "--output_dir", str(tmp_path)]
+    with raises_exactly("--pipeline is measured with a classifier; --classifier none evaluates --vqgan only."):
+        evaluate.main(evaluate.parse_args(argv))
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
