@@ -21,7 +21,7 @@ import PIL.Image
 import torch
 from transformers import CLIPModel, CLIPProcessor
 
-from taming_hf import VQGANCLIPPipeline, VQGANModel, load_emoji_dataset
+from taming_hf import VQGANCLIPPipeline, VQGANModel, export_frames, load_emoji_dataset
 from taming_hf.evaluation.clip_retrieval import (
     clip_image_features,
     clip_text_features,
@@ -41,6 +41,8 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--num_prompts", type=int, default=20, help="Distinct base-emoji names (multiple of 20).")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="Default: the pipeline's.")
     parser.add_argument("--seed", type=int, default=0, help="Prompt draw; prompt i is generated with seed + i.")
+    parser.add_argument("--frame_interval", type=int, default=25, help="Judge the images every N steps too.")
+    parser.add_argument("--gif", type=str, default=None, help="Write the first prompt's frames as a GIF here.")
     parser.add_argument("--output", type=str, default=None, help="Write the figures and prompts as JSON here.")
     parser.add_argument("--grid", type=str, default=None, help="Save real | start | generated rows as a PNG.")
     args = parser.parse_args(input_args)
@@ -58,15 +60,17 @@ def base_emoji_prompts(split: str, count: int, seed: int):
 
 
 def run(pipe, prompts, args):
-    """Generated and start images, one per prompt, prompt i seeded with args.seed + i."""
-    generated, starts = [], []
+    """Each prompt's frames (step 0 = the unguided start, every --frame_interval steps, the end), seed + i."""
+    frames = []
     steps = {} if args.num_inference_steps is None else {"num_inference_steps": args.num_inference_steps}
     for i, prompt in enumerate(prompts):
-        seed = args.seed + i
-        starts += pipe(prompt, num_inference_steps=0, generator=torch.Generator().manual_seed(seed)).images
-        generated += pipe(prompt, generator=torch.Generator().manual_seed(seed), **steps).images
+        generator = torch.Generator().manual_seed(args.seed + i)
+        output = pipe(
+            prompt, generator=generator, return_intermediates=True, intermediate_interval=args.frame_interval, **steps
+        )
+        frames.append(output.frames[0])
         print(f"{i + 1}/{len(prompts)} {prompt!r}", flush=True)
-    return generated, starts
+    return frames
 
 
 def top1(clip, processor, prompts, images) -> float:
@@ -91,16 +95,25 @@ def main(args):
     pipe.set_progress_bar_config(disable=True)
     prompts, real = base_emoji_prompts(args.split, args.num_prompts, args.seed)
     began = time.perf_counter()
-    generated, starts = run(pipe, prompts, args)
+    frames = run(pipe, prompts, args)
     seconds = time.perf_counter() - began
+    final_step = pipe.num_timesteps
+    steps = [min(k * args.frame_interval, final_step) for k in range(len(frames[0]))]
+    by_step = {
+        str(step): top1(judge, judge_processor, prompts, [f[k] for f in frames]) for k, step in enumerate(steps)
+    }
+    generated, starts = [f[-1] for f in frames], [f[0] for f in frames]
     results = {
         "split": args.split,
         "num_prompts": len(prompts),
         "candidates_per_prompt": GROUP,
-        "judge_generated_top1": top1(judge, judge_processor, prompts, generated),
-        "judge_start_top1": top1(judge, judge_processor, prompts, starts),
+        "num_inference_steps": final_step,
+        "judge_generated_top1": by_step[str(final_step)],
+        "judge_start_top1": by_step["0"],
         "judge_real_top1": top1(judge, judge_processor, prompts, real),
+        "judge_top1_by_step": by_step,
         "guide_generated_top1": top1(clip, processor, prompts, generated),
+        "guide_start_top1": top1(clip, processor, prompts, starts),
         "seconds_per_prompt": seconds / len(prompts),
         "prompts": prompts,
     }
@@ -110,6 +123,8 @@ def main(args):
             json.dump(results, f, indent=2)
     if args.grid:
         save_grid(args.grid, [real, starts, generated])
+    if args.gif:
+        export_frames(frames[0], args.gif)
     return results
 
 
