@@ -529,8 +529,7 @@ def evaluate_labeled_split(args: argparse.Namespace, device, class_pipeline: boo
     results["num_images"] = len(images)
     if args.vqgan:
         results["reconstruction"] = {}
-        for path in args.vqgan:
-            name = os.path.basename(os.path.normpath(path))
+        for path, name in zip(args.vqgan, vqgan_names(args.vqgan)):
             logger.info(f"Reconstruction metrics of {path} on {len(images)} images")
             results["reconstruction"][name] = evaluate_vqgan(path, images, classifier, args, device)
             logger.info(f"{name}: {results['reconstruction'][name]}")
@@ -540,6 +539,13 @@ def evaluate_labeled_split(args: argparse.Namespace, device, class_pipeline: boo
         results["generation"].update(evaluate_pipeline(args.pipeline, images, classifier, args, device))
         logger.info(f"generation: {results['generation']}")
     return results
+
+
+def vqgan_names(paths: List[str]) -> List[str]:
+    """A row name per VQGAN: its folder's name, or the path as given where two folders share a name
+    (`run_a/vqgan` and `run_b/vqgan` would otherwise overwrite each other's row)."""
+    names = [os.path.basename(os.path.normpath(path)) for path in paths]
+    return [name if names.count(name) == 1 else os.path.normpath(path) for name, path in zip(names, paths)]
 
 
 def main(args: argparse.Namespace) -> Dict:
