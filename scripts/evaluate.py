@@ -156,21 +156,17 @@ def parse_args(input_args=None) -> argparse.Namespace:
     return args
 
 
-def pipeline_conditioning(path: str) -> str:
-    """The `conditioning` of a pipeline folder, read from its model_index.json before any weights are loaded."""
-    return TamingPipeline.load_config(path)["conditioning"]
-
-
-def check_pipeline_arguments(args: argparse.Namespace, conditioning: Optional[str]) -> None:
-    """The flags the pipeline's kind needs or refuses, checked before any model is loaded; resolves the defaults of
-    `--dataset_name` (emoji for text pipelines), `--num_prompts` and `--splits` in `args`."""
+def check_pipeline_arguments(args: argparse.Namespace, pipeline_config: Optional[Dict]) -> None:
+    """The flags the pipeline's kind (its model_index.json, read before any weights load) needs or refuses; resolves
+    the defaults of `--dataset_name` (emoji for text pipelines), `--num_prompts` and `--splits` in `args`."""
+    conditioning = None if pipeline_config is None else pipeline_config["conditioning"]
     if conditioning == "text":
         if args.judge_clip is None:
             raise ValueError(
                 f"--pipeline {args.pipeline} is text-conditional: pass --judge_clip DIR, the CLIPModel + "
                 "CLIPProcessor folder that judges its samples (an independent CLIP, not the reranker)."
             )
-        has_clip = TamingPipeline.load_config(args.pipeline).get("clip", [None])[0] is not None
+        has_clip = pipeline_config.get("clip", [None])[0] is not None
         if args.num_candidates is not None and args.rerank_clip is None and not has_clip:
             raise ValueError(
                 f"--num_candidates {args.num_candidates} reranks with the pipeline's clip component, but "
@@ -552,8 +548,9 @@ def main(args: argparse.Namespace) -> Dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
-    conditioning = pipeline_conditioning(args.pipeline) if args.pipeline is not None else None
-    check_pipeline_arguments(args, conditioning)
+    pipeline_config = TamingPipeline.load_config(args.pipeline) if args.pipeline is not None else None
+    check_pipeline_arguments(args, pipeline_config)
+    conditioning = None if pipeline_config is None else pipeline_config["conditioning"]
     results = {"dataset": args.dataset_name}
     if args.vqgan or conditioning == "class":
         results.update(split=args.split)
