@@ -13,6 +13,7 @@ from taming_hf.evaluation import (
     codebook_perplexity,
     codebook_usage,
 )
+from taming_hf.utils.codebook_stats import code_counts, perplexity_from_counts, usage_from_counts
 
 
 def test_codebook_usage_and_perplexity():
@@ -22,6 +23,22 @@ def test_codebook_usage_and_perplexity():
     expected = math.exp(-(probs * probs.log()).sum().item())
     assert codebook_perplexity(indices, 8) == pytest.approx(expected)
     assert codebook_perplexity(torch.arange(16), 16) == pytest.approx(16.0)
+
+
+def test_statistics_from_counts_are_those_of_the_indices():
+    indices = torch.tensor([[0, 1], [1, 3]])
+    counts = code_counts(indices, 8)
+    assert counts.tolist() == [1, 2, 0, 1, 0, 0, 0, 0]
+    assert usage_from_counts(counts) == codebook_usage(indices, 8) == 3 / 8
+    assert perplexity_from_counts(counts) == codebook_perplexity(indices, 8)
+    assert perplexity_from_counts(torch.tensor([5, 5, 5, 5])) == pytest.approx(4.0)
+    assert perplexity_from_counts(torch.zeros(4, dtype=torch.long)) == 0.0
+
+
+@pytest.mark.parametrize("bad", [8, -1])
+def test_codebook_usage_rejects_indices_outside_the_codebook(bad):
+    with pytest.raises(ValueError, match=re.escape(f"Code indices must lie in [0, 8), got a value of {bad}.")):
+        codebook_usage(torch.tensor([0, bad]), 8)
 
 
 def test_reconstruction_metrics_values():

@@ -14,29 +14,20 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ..utils.codebook_stats import code_counts, perplexity_from_counts, usage_from_counts
 from ..utils.offline_weights import PLACE_COMMAND, WEIGHT_FILES, MissingWeightsError, explain_missing_weights
 
 logger = logging.getLogger(__name__)
 
 
 def codebook_usage(indices: torch.Tensor, num_embeddings: int) -> float:
-    """Fraction of the codebook that occurs at least once in `indices`."""
-    return torch.unique(indices).numel() / num_embeddings
-
-
-def perplexity_from_counts(counts: torch.Tensor) -> float:
-    """exp(entropy) of a code histogram `counts` (num_embeddings,): the effective number of codes in use."""
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    probs = counts.double() / total
-    nonzero = probs[probs > 0]
-    return torch.exp(-(nonzero * nonzero.log()).sum()).item()
+    """Fraction of the codebook that occurs at least once in `indices` (any shape, values in [0, num_embeddings))."""
+    return usage_from_counts(code_counts(indices, num_embeddings))
 
 
 def codebook_perplexity(indices: torch.Tensor, num_embeddings: int) -> float:
     """exp(entropy) of the histogram of `indices`: the effective number of codes in use."""
-    return perplexity_from_counts(torch.bincount(indices.flatten().cpu(), minlength=num_embeddings))
+    return perplexity_from_counts(code_counts(indices, num_embeddings))
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

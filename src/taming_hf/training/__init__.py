@@ -2,13 +2,7 @@
 latent prior's data (index grids, token sequences, corruption) and Trainer."""
 
 from .checkpointing import latest_checkpoint, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
-from .codebook import (
-    CodebookUsageTracker,
-    codebook_perplexity,
-    codebook_usage,
-    copy_rows_to_ema,
-    reseed_dead_codes,
-)
+from .codebook import CodebookUsageTracker, copy_rows_to_ema, reseed_dead_codes
 from .data import ImageTransform, collate_fn, decode_image, load_fashion_mnist, load_image_dataset, read_idx
 from .discriminator import PatchGANDiscriminator, PatchGANDiscriminatorConfig, PatchGANDiscriminatorOutput
 from .losses import (
@@ -38,8 +32,6 @@ __all__ = [
     "VQGANLoss",
     "adaptive_weight",
     "build_prior_config",
-    "codebook_perplexity",
-    "codebook_usage",
     "collate_fn",
     "copy_rows_to_ema",
     "corrupt_inputs",

@@ -5,7 +5,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..evaluation.metrics import perplexity_from_counts
+from ..utils.codebook_stats import perplexity_from_counts, usage_from_counts
 
 
 class CodebookUsageTracker:
@@ -47,7 +47,7 @@ class CodebookUsageTracker:
 
     def metrics(self) -> Dict[str, float]:
         counts = self.counts()
-        return {"codebook_usage": codebook_usage(counts), "codebook_perplexity": codebook_perplexity(counts)}
+        return {"codebook_usage": usage_from_counts(counts), "codebook_perplexity": perplexity_from_counts(counts)}
 
     def reset(self) -> None:
         self.history.clear()
@@ -59,15 +59,6 @@ class CodebookUsageTracker:
     def load_state_dict(self, state: Dict) -> None:
         self.num_embeddings, self.window = state["num_embeddings"], state["window"]
         self.history = deque(state["history"], maxlen=self.window)
-
-
-def codebook_usage(counts: torch.Tensor) -> float:
-    """Fraction of codes with a non-zero count; `counts` of shape (num_embeddings,)."""
-    return (counts > 0).float().mean().item()
-
-
-# exp(entropy) of the empirical code distribution given by `counts` (num_embeddings,).
-codebook_perplexity = perplexity_from_counts
 
 
 @torch.no_grad()
