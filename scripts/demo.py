@@ -53,11 +53,8 @@ NO_CLASSES = "Pick at least one class."
 # two samplings side by side only slow each other down. The tabs' pipelines are separate objects.
 CONCURRENCY_LIMIT = 1
 GRID_SCALE = 3  # class grids are upscaled (nearest) so 28 px Fashion-MNIST samples stay crisp in the page
-# 64 px outputs shown large and sharp; the files the page offers keep the pipelines' own size.
-CSS = """
-#text-gallery img, #vqgan-image img { image-rendering: pixelated; }
-#vqgan-image img { width: 256px !important; height: 256px !important; max-height: none !important; }
-"""
+# 64 px outputs the browser scales up stay sharp; the files the page offers keep the pipelines' own size.
+CSS = "#text-gallery img, #vqgan-image img { image-rendering: pixelated; }"
 # Gradio finds a handler's progress bar by a `gr.Progress` default (and passes that object in); one is enough.
 PROGRESS = gr.Progress()
 
