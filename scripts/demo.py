@@ -52,7 +52,9 @@ NO_CLASSES = "Pick at least one class."
 # One call at a time per tab: a pipeline keeps per-call state (`_interrupt`, `_num_timesteps`), and on a small CPU
 # two samplings side by side only slow each other down. The tabs' pipelines are separate objects.
 CONCURRENCY_LIMIT = 1
-GRID_SCALE = 4  # class grids are upscaled (nearest) so 28 px Fashion-MNIST samples stay crisp in the page
+GRID_SCALE = 3  # class grids are upscaled (nearest) so 28 px Fashion-MNIST samples stay crisp in the page
+# 64 px outputs the browser scales up stay sharp; the files the page offers keep the pipelines' own size.
+CSS = "#text-gallery img, #vqgan-image img { image-rendering: pixelated; }"
 # Gradio finds a handler's progress bar by a `gr.Progress` default (and passes that object in); one is enough.
 PROGRESS = gr.Progress()
 
@@ -501,7 +503,9 @@ def build_demo(pipelines: DemoPipelines) -> gr.Blocks:
 
 def launch_demo(demo: gr.Blocks, server_name: str = "127.0.0.1", server_port: int = 7860, **kwargs):
     """Serve `demo` locally: no share link, no server-side rendering (it would need Node), no analytics."""
-    return demo.launch(server_name=server_name, server_port=server_port, share=False, ssr_mode=False, **kwargs)
+    return demo.launch(
+        server_name=server_name, server_port=server_port, share=False, ssr_mode=False, css=CSS, **kwargs
+    )
 
 
 def main(args: argparse.Namespace) -> None:
