@@ -9,8 +9,8 @@ from test_emoji_dataset import require_real_emoji
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "pretrained" / "emoji-vqgan"
-# On these 8 held-out images the shipped model measures 15.63 dB (all 762: docs/emoji_vqgan.md); margin below.
-MIN_PSNR = 14.5
+# On these 8 held-out images the shipped model measures 17.44 dB (all 762: docs/emoji_vqgan.md); margin below.
+MIN_PSNR = 16.5
 
 
 def load_shipped():

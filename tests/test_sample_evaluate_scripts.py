@@ -194,3 +194,9 @@ def test_evaluate_script_needs_something_to_evaluate():
     evaluate = load_script("evaluate")
     with pytest.raises(SystemExit):
         evaluate.parse_args(["--output_dir", "x"])
+
+
+def test_evaluate_names_vqgan_rows_by_folder_and_by_path_where_folders_share_a_name():
+    evaluate = load_script("evaluate")
+    names = evaluate.vqgan_names(["runs/a/vqgan", "runs/b/vqgan/", "pretrained/emoji-vqgan"])
+    assert names == ["runs/a/vqgan", "runs/b/vqgan", "emoji-vqgan"]

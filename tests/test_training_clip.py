@@ -17,7 +17,12 @@ from safetensors.torch import load_file
 from transformers import CLIPModel, CLIPProcessor
 
 from taming_hf.evaluation import clip_retrieval as retrieval_cli
-from taming_hf.evaluation.clip_retrieval import draw_distinct_captions, evaluate_clip_retrieval, retrieval_accuracy
+from taming_hf.evaluation.clip_retrieval import (
+    draw_distinct_captions,
+    evaluate_clip_retrieval,
+    grouped_top1,
+    retrieval_accuracy,
+)
 from taming_hf.text import clip_tokenizer_dir
 from taming_hf.utils.offline_weights import CLIP_BPE, place_weight_file
 
@@ -89,6 +94,21 @@ def test_retrieval_accuracy_counts_ranks_and_ties_against_the_query():
     assert retrieval_accuracy(similarity, ks=(1, 2, 3)) == {1: 1 / 3, 2: 2 / 3, 3: 1.0}
     with pytest.raises(ValueError, match=re.escape("similarity should be a square (N, N) matrix, got shape (2, 3).")):
         retrieval_accuracy(torch.zeros(2, 3))
+
+
+def test_grouped_top1_scores_each_image_against_its_own_group_only():
+    # 4 images in 2 groups of 2; one-hot features, so image i matches exactly the prompts whose feature it shares.
+    eye = torch.eye(4)
+    text = eye.clone()
+    # Group 0: image 0 is its own prompt, image 1 looks like prompt 0 (a miss). Group 1: both hit; image 3 also
+    # equals prompt 0, which is in the other group and must not count against it.
+    images = torch.stack([eye[0], eye[0], eye[2], eye[3] + eye[0]])
+    assert grouped_top1(images, text, group_size=2) == (0.5 + 1.0) / 2
+    assert grouped_top1(eye, text, group_size=4) == 1.0
+    with pytest.raises(ValueError, match=re.escape("N=4 should be a positive multiple of group_size=3.")):
+        grouped_top1(eye, text, group_size=3)
+    with pytest.raises(ValueError, match=re.escape("image_features (4, 4) and text_features (3, 4) should have")):
+        grouped_top1(eye, text[:3], group_size=2)
 
 
 class IndexProcessor:

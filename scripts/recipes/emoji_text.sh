@@ -8,7 +8,7 @@
 # Validation loss is measured on the test split, whose emoji the prior never sees.
 #
 # Usage (from the repository root): bash scripts/recipes/emoji_text.sh [OUTPUT_DIR]
-#   PRIOR_STEPS   optimizer steps of batch 32 (default 340: about 16 min on a shared 2-core CPU)
+#   PRIOR_STEPS   optimizer steps of batch 32 (default 1200: 44 min on a shared 2-core CPU, one thread)
 #   VQGAN         the emoji VQGAN (default pretrained/emoji-vqgan)
 #   PRIOR_ARGS    extra train_transformer.py flags, e.g. a longer run that extends this one:
 #                 PRIOR_STEPS=6000 PRIOR_ARGS="--resume_from_checkpoint latest" bash scripts/recipes/emoji_text.sh
@@ -19,7 +19,7 @@ set -euo pipefail
 
 OUT=${1:-emoji-text-run}
 VQGAN=${VQGAN:-pretrained/emoji-vqgan}
-PRIOR_STEPS=${PRIOR_STEPS:-340}
+PRIOR_STEPS=${PRIOR_STEPS:-1200}
 read -r -a PRIOR_EXTRA <<< "${PRIOR_ARGS:-}"
 # Small matrices scale badly over threads, and the machine is shared.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} MKL_NUM_THREADS=${MKL_NUM_THREADS:-2}

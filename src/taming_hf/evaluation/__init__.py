@@ -9,6 +9,7 @@ from .metrics import (
     standard_fid,
     standard_fid_or_none,
 )
+from .text_to_image import clip_score, derangement, judge_figures
 
 __all__ = [
     "ClassifierFeatures",
@@ -17,10 +18,13 @@ __all__ = [
     "ReconstructionMetrics",
     "SmallClassifierConfig",
     "SmallImageClassifier",
+    "clip_score",
     "codebook_perplexity",
+    "derangement",
     "evaluate_clip_retrieval",
     "codebook_usage",
     "fid_uint8_images",
+    "judge_figures",
     "standard_fid",
     "standard_fid_or_none",
     "retrieval_accuracy",

@@ -95,6 +95,35 @@ def retrieval_accuracy(similarity: torch.Tensor, ks: Sequence[int] = (1, 5)) -> 
     return {k: (rank < k).sum().item() / len(rank) for k in ks}
 
 
+def grouped_top1(image_features: torch.Tensor, text_features: torch.Tensor, group_size: int = 20) -> float:
+    """
+    Top-1 of each image against the prompts of its group: rows `[g * group_size, (g + 1) * group_size)` of the
+    images are scored against the same rows of the prompts, and image i's own prompt is prompt i.
+
+    The judge statistic of generated images (chance 1 / group_size): how often a CLIP ranks the prompt an image
+    was made for first among `group_size` candidate prompts.
+
+    Args:
+        image_features: (N, D) L2-normalised image embeddings.
+        text_features: (N, D) L2-normalised embeddings of each image's prompt.
+        group_size: candidates per group; N must be a multiple of it.
+    """
+    if image_features.shape != text_features.shape:
+        raise ValueError(
+            f"image_features {tuple(image_features.shape)} and text_features {tuple(text_features.shape)} "
+            "should have the same (N, D) shape: one prompt per image."
+        )
+    if group_size < 1 or len(image_features) % group_size:
+        raise ValueError(f"N={len(image_features)} should be a positive multiple of group_size={group_size}.")
+    hits = [
+        retrieval_accuracy(
+            image_features[start : start + group_size] @ text_features[start : start + group_size].T, ks=(1,)
+        )[1]
+        for start in range(0, len(image_features), group_size)
+    ]
+    return sum(hits) / len(hits)
+
+
 def draw_distinct_captions(captions: Sequence[str], num_candidates: int, seed: int = 0) -> List[int]:
     """`num_candidates` row indices in a seeded random order, no two with the same caption."""
     order = np.random.default_rng(seed).permutation(len(captions))
