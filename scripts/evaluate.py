@@ -55,6 +55,7 @@ from taming_hf.evaluation import (
 )
 from taming_hf.evaluation.clip_retrieval import clip_image_features, clip_text_features, draw_distinct_captions
 from taming_hf.training.data import decode_image, load_image_dataset, load_labeled_images
+from taming_hf.utils.loading import component_folder
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +198,7 @@ def check_pipeline_arguments(args: argparse.Namespace, pipeline_config: Optional
 
 def load_vqgan(path: str) -> VQGANModel:
     """A VQGAN folder, or a folder with a `vqgan/` sub-folder (train_vqgan.py output, pipeline)."""
-    if os.path.isdir(os.path.join(path, "vqgan")):
-        path = os.path.join(path, "vqgan")
-    return VQGANModel.from_pretrained(path).eval()
+    return VQGANModel.from_pretrained(component_folder(path)).eval()
 
 
 def load_test_images(args, resolution: int, num_channels: int) -> Tuple[torch.Tensor, torch.Tensor]:

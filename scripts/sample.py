@@ -24,6 +24,7 @@ import torch
 
 from taming_hf import TamingPipeline
 from taming_hf.pipelines.taming.sampling import check_sampling_arguments
+from taming_hf.utils.image_grid import image_grid
 from taming_hf.utils.loading import missing_local_path_message
 
 logger = logging.getLogger(__name__)
@@ -89,21 +90,6 @@ def resolve_class_labels(pipe: TamingPipeline, labels: Optional[List[str]]) -> L
     return ids
 
 
-def make_grid(images: List[PIL.Image.Image], columns: int, padding: int = 2, scale: int = 1) -> PIL.Image.Image:
-    """Paste equally sized images into a grid of `columns` columns, on a black background."""
-    width, height = images[0].size
-    rows = -(-len(images) // columns)
-    grid = PIL.Image.new(
-        images[0].mode, (columns * width + (columns + 1) * padding, rows * height + (rows + 1) * padding)
-    )
-    for i, image in enumerate(images):
-        row, column = divmod(i, columns)
-        grid.paste(image, (padding + column * (width + padding), padding + row * (height + padding)))
-    if scale > 1:
-        grid = grid.resize((grid.width * scale, grid.height * scale), PIL.Image.NEAREST)
-    return grid
-
-
 def sample_grid(pipe: TamingPipeline, args: argparse.Namespace) -> PIL.Image.Image:
     generator = torch.Generator().manual_seed(args.seed)
     kwargs = dict(
@@ -119,7 +105,7 @@ def sample_grid(pipe: TamingPipeline, args: argparse.Namespace) -> PIL.Image.Ima
         images = pipe(class_labels=class_ids, num_images_per_prompt=args.num_images_per_class, **kwargs).images
     else:
         images = pipe(batch_size=args.num_images_per_class, **kwargs).images
-    return make_grid(images, args.num_images_per_class, args.padding, args.scale)
+    return image_grid(images, args.num_images_per_class, args.padding, args.scale)
 
 
 def main(args: argparse.Namespace) -> None:

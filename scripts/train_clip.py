@@ -33,7 +33,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcesso
 from taming_hf.evaluation.clip_retrieval import RetrievalResult, evaluate_clip_retrieval
 from taming_hf.text import load_clip_tokenizer
 from taming_hf.training import load_checkpoint, load_image_dataset, save_checkpoint
-from taming_hf.training.checkpointing import resolve_resume_path
+from taming_hf.training.checkpointing import push_output_dir, resolve_resume_path
 from taming_hf.training.data import ROW_COLUMN, add_row_index, check_image_column, decode_image, prepare_for_decoding
 
 logger = get_logger(__name__)
@@ -601,20 +601,8 @@ def save_final(args, model: CLIPModel, processor: CLIPProcessor, results, num_pa
         f.write(model_card(args, model, results, num_pairs, steps))
     logger.info(f"Saved the CLIPModel and CLIPProcessor to {args.output_dir}")
     if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
-
-        repo_id = create_repo(
-            args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
-            exist_ok=True,
-            token=args.hub_token,
-        ).repo_id
-        upload_folder(
-            repo_id=repo_id,
-            folder_path=args.output_dir,
-            token=args.hub_token,
-            ignore_patterns=["checkpoint-*", ".tmp-checkpoint-*", f"{args.logging_dir}/*"],
-            commit_message="CLIP training run",
-        )
+        ignore = [f"{args.logging_dir}/*"]
+        push_output_dir(args.output_dir, args.hub_model_id, args.hub_token, "CLIP training run", ignore)
 
 
 if __name__ == "__main__":

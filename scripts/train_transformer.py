@@ -47,7 +47,7 @@ from taming_hf.training.prior_data import (
     seen_text_token_ids,
 )
 from taming_hf.training.prior_trainer import PriorTrainer, SampleGridCallback, build_prior_config
-from taming_hf.utils.loading import check_safetensors_files, missing_local_path_message
+from taming_hf.utils.loading import check_safetensors_files, component_folder, missing_local_path_message
 
 logger = logging.getLogger(__name__)
 
@@ -329,10 +329,7 @@ def class_names(dataset: datasets.Dataset, label_column: str):
 def load_vqgan(path: str, resolution: int, device, subfolders=("vqgan",)):
     """A frozen VQGAN and its image processor from `path`, or from the first of `path/{subfolder}`
     that exists (the output folder of `scripts/train_vqgan.py`, a TamingPipeline folder)."""
-    for subfolder in subfolders:
-        if os.path.isdir(os.path.join(path, subfolder)):
-            path = os.path.join(path, subfolder)
-            break
+    path = component_folder(path, subfolders)
     vqgan = VQGANModel.from_pretrained(path).to(device).requires_grad_(False)
     return vqgan, load_image_processor(path, vqgan, resolution)
 

@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
@@ -48,10 +49,14 @@ from taming_hf.training import (
     reseed_dead_codes,
     save_checkpoint,
 )
-from taming_hf.training.checkpointing import load_checkpoint, resolve_resume_path
+from taming_hf.training.checkpointing import load_checkpoint, push_output_dir, resolve_resume_path
 from taming_hf.training.data import add_row_index, check_image_column, make_preprocess_fn, prepare_for_decoding
+from taming_hf.utils.image_grid import image_grid
+from taming_hf.utils.loading import component_folder
 
 logger = get_logger(__name__)
+
+GRID_FORMATS = {2: "HW", 3: "HWC"}  # TensorBoard's names for a grayscale / RGB grid as a numpy array
 
 
 def parse_args(input_args=None) -> argparse.Namespace:
@@ -308,9 +313,7 @@ def parse_args(input_args=None) -> argparse.Namespace:
 def build_model(args) -> VQGANModel:
     """The autoencoder: pretrained weights, a config, or the default (f16 ImageNet) config."""
     if args.pretrained_model_name_or_path:
-        path = args.pretrained_model_name_or_path
-        subfolder = "vqgan" if os.path.isdir(os.path.join(path, "vqgan")) else ""
-        return VQGANModel.from_pretrained(path, subfolder=subfolder, revision=args.revision)
+        return VQGANModel.from_pretrained(component_folder(args.pretrained_model_name_or_path), revision=args.revision)
     config = VQGANConfig.from_pretrained(args.model_config_name_or_path) if args.model_config_name_or_path else None
     config = config or VQGANConfig(resolution=args.resolution, in_channels=args.num_channels or 3)
     return VQGANModel(config)
@@ -396,8 +399,6 @@ def validation_metrics(
 @torch.no_grad()
 def log_validation(args, accelerator, model, ema_model, validation_images, metrics_fn, global_step) -> Dict:
     """Reconstruct the validation images, save a grid PNG (inputs above, reconstructions below), log metrics."""
-    import torchvision
-
     model = accelerator.unwrap_model(model)
     if ema_model is not None:
         ema_model.store(model.parameters())
@@ -412,15 +413,17 @@ def log_validation(args, accelerator, model, ema_model, validation_images, metri
     if ema_model is not None:
         ema_model.restore(model.parameters())
 
-    grid = torchvision.utils.make_grid(
-        torch.cat([images, reconstructions.clamp(-1, 1)]).cpu() * 0.5 + 0.5, nrow=len(images)
-    )
+    sheet = VQGANImageProcessor().postprocess(torch.cat([images, reconstructions.clamp(-1, 1)]), output_type="pil")
+    grid = image_grid(sheet, columns=len(images), padding=2)
     os.makedirs(os.path.join(args.output_dir, "validation"), exist_ok=True)
     grid_path = os.path.join(args.output_dir, "validation", f"step-{global_step:07d}.png")
-    torchvision.utils.save_image(grid, grid_path)
+    grid.save(grid_path)
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
-            tracker.writer.add_image("validation/reconstructions", grid, global_step)
+            pixels = np.asarray(grid)
+            tracker.writer.add_image(
+                "validation/reconstructions", pixels, global_step, dataformats=GRID_FORMATS[pixels.ndim]
+            )
     accelerator.log(metrics, step=global_step)
     logger.info(f"step {global_step} validation: {metrics} (grid: {grid_path})")
     return metrics
@@ -834,20 +837,7 @@ def save_final(args, accelerator, model, discriminator, ema_model: Optional[EMAM
     discriminator.save_pretrained(os.path.join(args.output_dir, "discriminator"))
     logger.info(f"Saved the VQGAN to {vqgan_dir} and the discriminator to {args.output_dir}/discriminator")
     if args.push_to_hub:
-        from huggingface_hub import create_repo, upload_folder
-
-        repo_id = create_repo(
-            args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
-            exist_ok=True,
-            token=args.hub_token,
-        ).repo_id
-        upload_folder(
-            repo_id=repo_id,
-            folder_path=args.output_dir,
-            token=args.hub_token,
-            ignore_patterns=["checkpoint-*", ".tmp-checkpoint-*"],
-            commit_message="VQGAN training run",
-        )
+        push_output_dir(args.output_dir, args.hub_model_id, args.hub_token, commit_message="VQGAN training run")
 
 
 if __name__ == "__main__":

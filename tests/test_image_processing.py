@@ -33,6 +33,26 @@ def test_scaling_matches_the_original_formula_without_resizing():
     torch.testing.assert_close(pixel_values[0], expected)
 
 
+def test_every_scaling_to_the_pixel_range_is_to_pixel_values_bit_for_bit():
+    """The processor, the training transform, the labelled-split loader and the pipelines all scale with
+    `to_pixel_values`, or (the processor) compute exactly what it computes, for all 256 levels."""
+    from taming_hf.models.vqgan.image_processing_vqgan import to_pixel_values, to_unit_range
+    from taming_hf.pipelines.image_inputs import pil_to_tensor
+    from taming_hf.training import ImageTransform
+
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    image = PIL.Image.fromarray(levels, mode="L")
+    expected = to_pixel_values(torch.from_numpy(levels))
+    assert expected.dtype == torch.float32 and expected.min() == -1 and expected.max() == 1
+    assert torch.equal(expected, torch.from_numpy(levels).float() / 127.5 - 1)
+    processor = VQGANImageProcessor(do_resize=False, do_center_crop=False, num_channels=1)
+    assert torch.equal(processor(image, return_tensors="pt").pixel_values[0, 0], expected)
+    assert torch.equal(ImageTransform(resolution=16, num_channels=1)(image)[0], expected)
+    assert torch.equal(to_pixel_values(pil_to_tensor([image], "L"))[0, 0], expected)
+    torch.testing.assert_close(to_unit_range(expected), torch.from_numpy(levels).float() / 255, rtol=0, atol=1e-7)
+    assert to_unit_range(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]
+
+
 def test_grayscale_conversion():
     processor = VQGANImageProcessor(resolution=16, num_channels=1)
     pixel_values = processor([gradient_image(20, 16), gradient_image(16, 16, "L")], return_tensors="pt").pixel_values

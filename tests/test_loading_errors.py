@@ -14,7 +14,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from taming_hf import TamingPipeline, VQGANConfig, VQGANModel
-from taming_hf.utils.loading import missing_local_path_message
+from taming_hf.utils.loading import component_folder, missing_local_path_message
 
 NOT_A_FOLDER = "is neither an existing folder nor a valid Hub repo id"
 
@@ -164,3 +164,15 @@ def test_load_checkpoint_names_truncated_model_safetensors(tmp_path):
     expected = f"{os.path.join(path, 'model.safetensors')} is not a readable safetensors file"
     with pytest.raises(OSError, match=re.escape(expected)):
         load_checkpoint(accelerator, path)
+
+
+def test_component_folder_finds_the_first_existing_sub_folder(tmp_path):
+    (tmp_path / "run" / "vqgan").mkdir(parents=True)
+    (tmp_path / "pipe" / "condition_vqgan").mkdir(parents=True)
+    (tmp_path / "pipe" / "vqgan").mkdir()
+    assert component_folder(tmp_path / "run") == os.path.join(tmp_path / "run", "vqgan")
+    assert component_folder(tmp_path / "pipe", ("condition_vqgan", "vqgan")) == os.path.join(
+        tmp_path / "pipe", "condition_vqgan"
+    )
+    assert component_folder(str(tmp_path / "run" / "vqgan")) == str(tmp_path / "run" / "vqgan")  # a model folder
+    assert component_folder("someone/vqgan-repo") == "someone/vqgan-repo"  # a Hub id is left to from_pretrained

@@ -72,6 +72,28 @@ def test_straight_through_gradients_reach_the_encoder():
     assert model.get_codebook().grad.abs().sum() > 0
 
 
+def test_inference_reuses_activations_in_place_with_the_same_values(model):
+    """Without autograd the blocks write silu and the residual sum into tensors they just made; with autograd
+    (the same weights, inputs that need gradients) every op runs out of place. Both give identical bits."""
+    from taming_hf.models.vqgan import modeling_vqgan
+
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        inference = model(images).reconstruction
+    tracked = model(images.clone().requires_grad_(True)).reconstruction
+    assert torch.equal(inference, tracked.detach())
+
+    norm = model.decoder.norm_out
+    hidden = torch.randn(1, norm.num_channels, 4, 4)
+    with torch.no_grad():
+        normed = modeling_vqgan.norm_silu(norm, hidden)
+    assert torch.equal(normed, F.silu(norm(hidden)))
+    reference = hidden.clone().requires_grad_(True)
+    F.silu(norm(reference)).sum().backward()
+    modeling_vqgan.norm_silu(norm, hidden.requires_grad_(True)).sum().backward()
+    assert torch.equal(hidden.grad, reference.grad)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     images = torch.rand(2, 3, 16, 16) * 2 - 1

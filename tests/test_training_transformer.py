@@ -25,7 +25,7 @@ from taming_hf.training.prior_data import (
     encode_dataset,
     make_token_order,
 )
-from taming_hf.training.prior_trainer import build_prior_config, image_grid, linear_weight_names
+from taming_hf.training.prior_trainer import build_prior_config, linear_weight_names
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_transformer.py"
@@ -179,14 +179,6 @@ def test_encode_dataset_caches_and_resumes(tmp_path):
     os.remove(tmp_path / shards[1])  # an interrupted encode: only the missing shard is redone
     again = encode_dataset(dataset, vqgan, processor, **kwargs)
     assert again["class_labels"] == list(range(10)) and len(os.listdir(tmp_path)) == 3
-
-
-def test_image_grid_layout():
-    import PIL.Image
-
-    grid = image_grid([PIL.Image.new("L", (4, 3), color=i * 40) for i in range(5)], columns=2)
-    assert grid.size == (8, 9)
-    assert grid.getpixel((5, 1)) == 40 and grid.getpixel((0, 7)) == 160 and grid.getpixel((5, 7)) == 0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from taming_hf.training import (
     prune_checkpoints,
     reseed_dead_codes,
 )
-from taming_hf.training.checkpointing import COMPLETE_MARKER, resolve_resume_path
+from taming_hf.training.checkpointing import COMPLETE_MARKER, push_output_dir, resolve_resume_path
 from taming_hf.training.data import FASHION_MNIST_DIR, check_image_column, make_preprocess_fn, prepare_for_decoding
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +150,30 @@ def test_latest_checkpoint_skips_incomplete_and_prune_keeps_limit(tmp_path):
     assert sorted(removed) == [".tmp-checkpoint-14", "checkpoint-2", "checkpoint-4"]
     assert list_checkpoints(tmp_path) == ["checkpoint-10"]
     assert resolve_resume_path(str(tmp_path / "empty"), "latest") is None
+
+
+def test_push_output_dir_uploads_the_run_without_checkpoints(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = {}
+    repo = type("Repo", (), {"repo_id": "someone/run-42"})()
+    monkeypatch.setattr(
+        huggingface_hub, "create_repo", lambda name, **kwargs: calls.update(name=name, **kwargs) or repo
+    )
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda **kwargs: calls.update(upload=kwargs))
+    output_dir = tmp_path / "run-42"
+    output_dir.mkdir()
+    assert push_output_dir(str(output_dir), None, "token", "VQGAN training run", ["logs/*"]) == "someone/run-42"
+    assert calls["name"] == "run-42" and calls["exist_ok"] and calls["token"] == "token"
+    assert calls["upload"] == {
+        "repo_id": "someone/run-42",
+        "folder_path": str(output_dir),
+        "token": "token",
+        "ignore_patterns": ["checkpoint-*", ".tmp-checkpoint-*", "logs/*"],
+        "commit_message": "VQGAN training run",
+    }
+    push_output_dir(str(output_dir), "someone/other")
+    assert calls["name"] == "someone/other"
 
 
 # ----------------------------------------------------------------------------- codebook health

@@ -3,6 +3,7 @@ vocab.json / merges.txt, and a tiny random CLIPModel with its processor."""
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
@@ -53,14 +54,29 @@ def tiny_clip_tokenizer(tmp_path: Path) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(write_clip_bpe(tmp_path / "clip-bpe"))
 
 
-def tiny_clip(tokenizer: CLIPTokenizer, seed: int = 3, image_size: int = 16):
-    """A tiny random CLIPModel over `tokenizer`'s ids and a processor resizing images to `image_size`."""
+def tiny_clip_processor(tokenizer: CLIPTokenizer, image_size: int = 16) -> CLIPProcessor:
+    """A CLIPProcessor over `tokenizer` that resizes and crops images to `image_size`."""
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def tiny_clip(
+    tokenizer: CLIPTokenizer,
+    seed: int = 3,
+    image_size: int = 16,
+    hidden_size: int = 16,
+    projection_dim: int = 8,
+    vocab_size: Optional[int] = None,
+):
+    """A tiny random CLIPModel over `tokenizer`'s ids (or `vocab_size` ids) and its `tiny_clip_processor`."""
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
+            vocab_size=vocab_size or len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
             num_hidden_layers=1,
             num_attention_heads=2,
             max_position_embeddings=16,
@@ -68,17 +84,13 @@ def tiny_clip(tokenizer: CLIPTokenizer, seed: int = 3, image_size: int = 16):
             eos_token_id=tokenizer.eos_token_id,
         ),
         vision_config=dict(
-            hidden_size=16,
-            intermediate_size=32,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
             num_hidden_layers=1,
             num_attention_heads=2,
             image_size=image_size,
             patch_size=8,
         ),
-        projection_dim=8,
+        projection_dim=projection_dim,
     )
-    processor = CLIPProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=image_size),
-        tokenizer=tokenizer,
-    )
-    return CLIPModel(config).eval(), processor
+    return CLIPModel(config).eval(), tiny_clip_processor(tokenizer, image_size)

@@ -14,6 +14,7 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from ..models.vqgan.image_processing_vqgan import to_unit_range
 from ..utils.codebook_stats import code_counts, perplexity_from_counts, usage_from_counts
 from ..utils.offline_weights import PLACE_COMMAND, WEIGHT_FILES, MissingWeightsError, explain_missing_weights
 
@@ -28,10 +29,6 @@ def codebook_usage(indices: torch.Tensor, num_embeddings: int) -> float:
 def codebook_perplexity(indices: torch.Tensor, num_embeddings: int) -> float:
     """exp(entropy) of the histogram of `indices`: the effective number of codes in use."""
     return perplexity_from_counts(code_counts(indices, num_embeddings))
-
-
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    return ((images.float() + 1) / 2).clamp(0, 1)
 
 
 def fid_uint8_images(images: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import json
 import os
 import re
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -129,3 +129,29 @@ def resolve_resume_path(output_dir: str, resume_from_checkpoint: str) -> Optiona
             f"(no {COMPLETE_MARKER}); complete ones in {output_dir}: {list_checkpoints(output_dir)}."
         )
     return path
+
+
+def push_output_dir(
+    output_dir: str,
+    hub_model_id: Optional[str] = None,
+    hub_token: Optional[str] = None,
+    commit_message: str = "Training run",
+    ignore_patterns: Sequence[str] = (),
+) -> str:
+    """
+    Upload a finished run's `output_dir` to the Hub repo `hub_model_id` (created if needed; by default named
+    after the folder), without its checkpoints (complete or cut short) and `ignore_patterns`. Returns the repo id.
+    """
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(
+        hub_model_id or os.path.basename(os.path.abspath(output_dir)), exist_ok=True, token=hub_token
+    ).repo_id
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        token=hub_token,
+        ignore_patterns=["checkpoint-*", f"{TEMP_PREFIX}*", *ignore_patterns],
+        commit_message=commit_message,
+    )
+    return repo_id

@@ -23,6 +23,7 @@ from torchvision import transforms
 from torchvision.transforms import functional as TF
 
 from ..data.emoji import load_emoji_dataset
+from ..models.vqgan.image_processing_vqgan import to_pixel_values
 
 EMOJI_NAMES = ("emoji",)
 FASHION_MNIST_NAMES = ("fashion_mnist", "fashion-mnist", "zalando-datasets/fashion_mnist")
@@ -176,7 +177,7 @@ def load_labeled_images(
     images = np.stack(
         [np.asarray(image.convert(mode).resize((resolution, resolution))) for image in dataset[image_column]]
     )
-    images = torch.from_numpy(images).float().div(127.5).sub(1)
+    images = to_pixel_values(torch.from_numpy(images))
     images = images[:, None] if num_channels == 1 else images.permute(0, 3, 1, 2)
     if label_column is None:
         return images.contiguous(), None, None
@@ -283,7 +284,7 @@ class ImageTransform:
             image = TF.crop(image, top, left, self.resolution, self.resolution)
         if self.random_flip and float(torch.rand((), generator=generator)) < 0.5:
             image = TF.hflip(image)
-        return TF.to_tensor(image) * 2.0 - 1.0
+        return to_pixel_values(TF.pil_to_tensor(image))
 
 
 def add_row_index(dataset: Dataset) -> Dataset:

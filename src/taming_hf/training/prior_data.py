@@ -29,8 +29,8 @@ import datasets
 import numpy as np
 import torch
 
-from ..pipelines.taming.text_vocabulary import TextVocabulary, tokenize_captions, tokenizer_fingerprint
-from ..pipelines.taming.vocabulary import TokenLayout
+# The vocabulary contract the pipeline reads back (public names of `taming_hf.pipelines.taming`).
+from ..pipelines.taming import TextVocabulary, TokenLayout, tokenize_captions, tokenizer_fingerprint
 from .data import decode_image
 
 TOKEN_ORDERS = ("raster", "random", "zcurve")

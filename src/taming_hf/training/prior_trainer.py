@@ -19,15 +19,14 @@ import math
 import os
 from typing import Callable, List, Optional
 
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, Trainer, TrainerCallback
 from transformers.pytorch_utils import Conv1D
 
-from ..pipelines.taming.text_vocabulary import TextVocabulary
-from ..pipelines.taming.vocabulary import TokenLayout
+from ..pipelines.taming import TextVocabulary, TokenLayout
+from ..utils.image_grid import image_grid
 from .prior_data import IGNORE_INDEX, choose_captions, corrupt_inputs
 
 
@@ -179,18 +178,6 @@ class PriorTrainer(Trainer):
         if loss is not None:
             output.metrics[f"{prefix}_bits_per_token"] = loss / math.log(2)
         return output
-
-
-def image_grid(images: List[PIL.Image.Image], columns: int) -> PIL.Image.Image:
-    """Paste equally sized images row by row into one image with `columns` columns."""
-    if not images:
-        raise ValueError("image_grid needs at least one image.")
-    width, height = images[0].size
-    rows = math.ceil(len(images) / columns)
-    grid = PIL.Image.new(images[0].mode, (columns * width, rows * height))
-    for position, image in enumerate(images):
-        grid.paste(image, ((position % columns) * width, (position // columns) * height))
-    return grid
 
 
 class SampleGridCallback(TrainerCallback):

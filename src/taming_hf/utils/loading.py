@@ -12,7 +12,7 @@ import contextlib
 import glob
 import json
 import os
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError, safe_open
@@ -76,6 +76,19 @@ def check_local_path(name_or_path: PathOrId, what: str = "pretrained_model_name_
     message = missing_local_path_message(name_or_path, what)
     if message is not None:
         raise FileNotFoundError(message)
+
+
+def component_folder(name_or_path: PathOrId, components: Sequence[str] = ("vqgan",)) -> PathOrId:
+    """
+    `name_or_path/{component}` for the first of `components` that is a sub-folder of the local folder
+    `name_or_path` (the output folder of `scripts/train_vqgan.py`, a pipeline folder), else `name_or_path` itself
+    (a model folder, or a Hub id). The one place scripts find "a folder with a `vqgan/` sub-folder".
+    """
+    for component in components:
+        candidate = os.path.join(os.fspath(name_or_path), component)
+        if os.path.isdir(candidate):
+            return candidate
+    return name_or_path
 
 
 def check_config_file(name_or_path: PathOrId, subfolder: str = "", model_name: str = "model") -> None:

@@ -14,6 +14,20 @@ logger = logging.get_logger(__name__)
 
 # PIL modes holding 16-bit samples: "I;16*" and "I" (32-bit int, which Pillow uses for 16-bit PNGs).
 SIXTEEN_BIT_PIL_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+# The VQGAN's pixel range: 8-bit values v become v / 127.5 - 1 in [-1, 1]. The processor applies the same map in
+# transformers' rescale + normalize form (rescale_factor 1 / 127.5, then mean 1, std 1).
+PIXEL_SCALE = 127.5
+
+
+def to_pixel_values(values: torch.Tensor) -> torch.Tensor:
+    """Pixel values on the 0-255 scale (uint8 or float, any shape) -> float32 `pixel_values` in [-1, 1]
+    (`x / 127.5 - 1`, what [`VQGANImageProcessor`] computes): the one place images are scaled for the VQGAN."""
+    return values.float() / PIXEL_SCALE - 1.0
+
+
+def to_unit_range(pixel_values: torch.Tensor) -> torch.Tensor:
+    """`pixel_values` in [-1, 1] (any shape; decoder outputs may overshoot) -> float32 in [0, 1], clamped."""
+    return ((pixel_values.float() + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
 class VQGANImageProcessorKwargs(ImagesKwargs, total=False):
@@ -50,7 +64,7 @@ class VQGANImageProcessor(PilBackend):
     do_resize = True
     do_center_crop = True
     do_rescale = True
-    rescale_factor = 1 / 127.5
+    rescale_factor = 1 / PIXEL_SCALE
     do_normalize = True  # subtracting 1 after the rescale: mean 1, std 1
     image_mean = [1.0, 1.0, 1.0]
     image_std = [1.0, 1.0, 1.0]
@@ -145,7 +159,7 @@ class VQGANImageProcessor(PilBackend):
                 f"pixel_values contains {non_finite} non-finite values (NaN or inf); expected finite decoder "
                 "outputs, nominally in [-1, 1]."
             )
-        images = ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+        images = to_unit_range(images)
         if output_type == "pt":
             return images
         array = images.permute(0, 2, 3, 1).numpy()

@@ -6,7 +6,7 @@ same layout transformers' Chameleon VQ model keeps, so official weights load by 
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,14 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
 
+def norm_silu(norm: nn.GroupNorm, hidden_states: torch.Tensor) -> torch.Tensor:
+    """silu(norm(x)). The norm's output is a fresh tensor only silu reads, so without autograd silu overwrites it
+    instead of allocating another full-size activation; under autograd in-place silu would first copy it
+    (its backward needs the input), so it runs out of place there."""
+    normed = norm(hidden_states)
+    return F.silu(normed, inplace=not normed.requires_grad)
+
+
 class VQGANResnetBlock(GradientCheckpointingLayer):
     """norm -> swish -> conv3x3, twice, with a 1x1 `nin_shortcut` when the width changes."""
 
@@ -114,10 +122,17 @@ class VQGANResnetBlock(GradientCheckpointingLayer):
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        residual = hidden_states if self.nin_shortcut is None else self.nin_shortcut(hidden_states)
-        hidden_states = self.conv1(F.silu(self.norm1(hidden_states)))
-        hidden_states = self.conv2(self.dropout(F.silu(self.norm2(hidden_states))))
-        return residual + hidden_states
+        # One step per line: each intermediate is freed as soon as the next exists (in a nested call the
+        # argument lives until the outer call returns), and the shortcut is computed last, when it is needed.
+        residual = hidden_states
+        hidden_states = norm_silu(self.norm1, hidden_states)
+        hidden_states = self.conv1(hidden_states)
+        hidden_states = norm_silu(self.norm2, hidden_states)
+        hidden_states = self.conv2(self.dropout(hidden_states))
+        if self.nin_shortcut is not None:
+            residual = self.nin_shortcut(residual)
+        # In place into conv2's fresh output (no backward reads it): one full-size allocation less per block.
+        return hidden_states.add_(residual)
 
 
 class VQGANAttnBlock(GradientCheckpointingLayer):
@@ -195,16 +210,31 @@ class VQGANLevel(nn.Module):
             self.upsample = VQGANUpsample(out_channels)
         self.resample = resample
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def layers(self) -> Iterator[nn.Module]:
+        """The level's modules in the order they run: each block (and its attention), then the resample."""
         for i, block in enumerate(self.block):
-            hidden_states = block(hidden_states)
+            yield block
             if len(self.attn) > 0:
-                hidden_states = self.attn[i](hidden_states)
+                yield self.attn[i]
         if self.resample == "down":
-            hidden_states = self.downsample(hidden_states)
+            yield self.downsample
         elif self.resample == "up":
-            hidden_states = self.upsample(hidden_states)
+            yield self.upsample
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers():
+            hidden_states = layer(hidden_states)
         return hidden_states
+
+
+def run_levels(levels, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Run `levels` in turn, layer by layer. Calling each level instead would keep its input alive until the level
+    returns (the caller's reference), a full-resolution activation too many at the top level (32 MiB at 256 px
+    and 128 channels); looping over the layers here leaves this loop the only reference to the activations."""
+    for level in levels:
+        for layer in level.layers():
+            hidden_states = layer(hidden_states)
+    return hidden_states
 
 
 class VQGANMidBlock(nn.Module):
@@ -247,11 +277,10 @@ class VQGANEncoder(nn.Module):
         self.conv_out = nn.Conv2d(widths[-1], config.latent_channels, kernel_size=3, padding=1)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.conv_in(pixel_values)
-        for level in self.down:
-            hidden_states = level(hidden_states)
+        hidden_states = run_levels(self.down, self.conv_in(pixel_values))
         hidden_states = self.mid(hidden_states)
-        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+        hidden_states = norm_silu(self.norm_out, hidden_states)
+        return self.conv_out(hidden_states)
 
 
 class VQGANDecoder(nn.Module):
@@ -286,10 +315,9 @@ class VQGANDecoder(nn.Module):
         self.conv_out = nn.Conv2d(widths[0], config.out_channels, kernel_size=3, padding=1)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.mid(self.conv_in(latents))
-        for level in reversed(self.up):
-            hidden_states = level(hidden_states)
-        return self.conv_out(F.silu(self.norm_out(hidden_states)))
+        hidden_states = run_levels(reversed(self.up), self.mid(self.conv_in(latents)))
+        hidden_states = norm_silu(self.norm_out, hidden_states)  # frees the last level's output before conv_out
+        return self.conv_out(hidden_states)
 
 
 class VQGANPreTrainedModel(PreTrainedModel):

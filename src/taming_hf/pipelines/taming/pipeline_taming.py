@@ -15,8 +15,10 @@ from diffusers.utils import BaseOutput, logging
 from transformers import CLIPModel, CLIPProcessor, GPT2LMHeadModel, PreTrainedTokenizerBase
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
+from ...models.vqgan.image_processing_vqgan import to_pixel_values
 from ...utils.loading import check_local_path, check_pipeline_components, name_unreadable_safetensors
 from ..callbacks import check_step_callback
+from ..image_inputs import ImageInput, check_image, pil_to_tensor
 from .model_card import create_model_card
 from .sampling import (
     GeneratorType,
@@ -36,8 +38,6 @@ from .text_vocabulary import tokenizer_fingerprint as _fingerprint
 from .vocabulary import TokenLayout, class_name_key
 
 logger = logging.get_logger(__name__)
-
-ImageInput = Union[torch.Tensor, PIL.Image.Image, List[PIL.Image.Image]]
 
 # diffusers resolves a component's library through `LOADABLE_CLASSES`; a library it does not know is
 # taken for remote code, and `download` then looks for `<component>/<library>.py` in the repo and fails.
@@ -383,11 +383,8 @@ class TamingPipeline(DiffusionPipeline):
         if isinstance(image, PIL.Image.Image):
             image = [image]
         if isinstance(image, (list, tuple)):
-            mode = "L" if channels == 1 else "RGB"
-            arrays = [np.asarray(item.convert(mode), dtype=np.float32) for item in image]
-            arrays = [array[..., None] if array.ndim == 2 else array for array in arrays]
-            image = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-            image = image / 255.0 if coordinates else image / 127.5 - 1.0
+            values = pil_to_tensor(image, "L" if channels == 1 else "RGB")
+            image = values / 255.0 if coordinates else to_pixel_values(values)
         return image.float()
 
     def _encode(self, vqgan: VQGANModel, image: ImageInput) -> torch.LongTensor:
@@ -413,55 +410,6 @@ class TamingPipeline(DiffusionPipeline):
         return labels + self.layout.condition_offset
 
     # ---------------------------------------------------------------------------------- input checks
-
-    @staticmethod
-    def _check_image(image: ImageInput, channels: int, name: str, coordinates: bool = False) -> Tuple[int, int, int]:
-        """Check an image input (type, channels, size, finite values) and return its (batch, height, width)."""
-        expected = f"{name} must be a PIL image or a (batch, channels, height, width) tensor"
-        if isinstance(image, PIL.Image.Image):
-            image = [image]
-        if isinstance(image, (list, tuple)):
-            bad = [type(item).__name__ for item in image if not isinstance(item, PIL.Image.Image)]
-            if bad:
-                raise ValueError(f"{expected}, got a list holding {bad[0]}.")
-            sizes = sorted({item.size for item in image})
-            if len(sizes) > 1:
-                raise ValueError(
-                    f"{name}'s PIL images must all have the same size, got (width, height) sizes {sizes}."
-                )
-            batch, (width, height) = len(image), sizes[0] if sizes else (0, 0)
-            shape = f"{batch} PIL images of {width}x{height} pixels"
-        elif isinstance(image, torch.Tensor) and image.ndim == 4:
-            if image.shape[1] != channels:
-                expects = "coordinate conditioning expects" if coordinates else "its VQGAN expects"
-                raise ValueError(f"{name} has {image.shape[1]} channels, but {expects} {channels}.")
-            batch, _, height, width = image.shape
-            shape = f"shape {tuple(image.shape)}"
-        else:
-            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-            raise ValueError(f"{expected}, got {shape}.")
-        if batch == 0 or height == 0 or width == 0:
-            raise ValueError(f"{name} must hold at least one image of positive height and width, got {shape}.")
-        if isinstance(image, torch.Tensor):
-            expected_values = "coordinates in [0, 1]" if coordinates else "pixel values in [-1, 1]"
-            if not image.is_floating_point():  # uint8 pixels would pass as values up to 255
-                raise ValueError(
-                    f"{name} must be a floating point tensor of {expected_values}, got dtype {image.dtype}; pass PIL "
-                    "images, or scale uint8 pixels with x / 127.5 - 1 (x / 255 for coordinates)."
-                )
-            non_finite = (~torch.isfinite(image)).sum().item()  # one host sync, at the call's boundary only
-            if non_finite:
-                raise ValueError(
-                    f"{name} holds {non_finite} NaN or infinite value(s) of {image.numel()}; expected finite "
-                    f"{expected_values}."
-                )
-            if coordinates:
-                low, high = image.min().item(), image.max().item()
-                if not (low >= 0.0 and high <= 1.0):
-                    raise ValueError(
-                        f"condition_image must hold coordinates in [0, 1], got values in [{low:.4g}, {high:.4g}]."
-                    )
-        return batch, height, width
 
     @staticmethod
     def _check_divisible(name: str, height: int, width: int, factor: int, what: str) -> None:
@@ -668,7 +616,7 @@ class TamingPipeline(DiffusionPipeline):
         factor = self.vqgan.config.downsample_factor
         default_size = image_grid = condition_grid = None
         if image is not None:
-            image_batch, image_h, image_w = self._check_image(image, self.vqgan.config.in_channels, "image")
+            image_batch, image_h, image_w = check_image(image, self.vqgan.config.in_channels, "image")
             self._check_divisible("image", image_h, image_w, factor, "its VQGAN's downsampling factor")
             default_size = image_grid = (image_h // factor, image_w // factor)
         if conditioning == "class":
@@ -684,7 +632,7 @@ class TamingPipeline(DiffusionPipeline):
                 channels, condition_factor = 1, self.config.coordinate_downsample_factor
                 what = "the coordinate_downsample_factor"
             coordinates = conditioning == "coordinates"
-            conditions, condition_h, condition_w = self._check_image(
+            conditions, condition_h, condition_w = check_image(
                 condition_image, channels, "condition_image", coordinates=coordinates
             )
             self._check_divisible("condition_image", condition_h, condition_w, condition_factor, what)

@@ -19,15 +19,16 @@ from transformers import CLIPModel, CLIPProcessor, PreTrainedModel, ProcessorMix
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ...models.vqgan import VQGANImageProcessor, VQGANModel
+from ...models.vqgan.image_processing_vqgan import to_pixel_values
 from ...utils.loading import check_config_file, check_local_path, name_unreadable_safetensors
 from ..callbacks import check_step_callback
-from ..taming.pipeline_taming import TamingPipeline  # also registers taming_hf's classes with diffusers' loader
+from ..image_inputs import ImageInput, check_image, pil_to_tensor
+from ..taming import pipeline_taming  # noqa: F401  registers taming_hf's classes with diffusers' loader
 from .cutouts import MakeCutouts
 from .losses import clamp_with_grad, spherical_distance
 from .parameterization import PARAMETERIZATIONS
 from .prompts import check_weights_sum, parse_prompts
 
-ImageInput = Union[torch.Tensor, PIL.Image.Image, List[PIL.Image.Image]]
 ComponentSource = Union[str, List[str]]
 
 OPTIMIZERS: Dict[str, Type[torch.optim.Optimizer]] = {
@@ -287,8 +288,7 @@ class VQGANCLIPPipeline(DiffusionPipeline):
         if isinstance(image, (list, tuple)):
             if size is not None:
                 image = [item.resize((size[1], size[0]), PIL.Image.Resampling.LANCZOS) for item in image]
-            arrays = [np.asarray(item.convert("RGB"), dtype=np.float32) for item in image]
-            image = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1.0
+            image = to_pixel_values(pil_to_tensor(image, "RGB"))
         return image.float()
 
     def output_size(
@@ -385,8 +385,8 @@ class VQGANCLIPPipeline(DiffusionPipeline):
                 f"{out_h}x{out_w}."
             )
         if init_image is not None:
-            # the same checks (type, channels, finite [-1, 1] floats) and messages as TamingPipeline's images
-            batch, image_h, image_w = TamingPipeline._check_image(init_image, 3, "init_image")
+            # the checks (type, channels, finite [-1, 1] floats) and messages of TamingPipeline's images
+            batch, image_h, image_w = check_image(init_image, 3, "init_image")
             if isinstance(init_image, torch.Tensor) and (image_h, image_w) != (out_h, out_w):
                 raise ValueError(
                     f"init_image is {image_h}x{image_w} pixels, but the output is {out_h}x{out_w} (height x width); "
@@ -405,7 +405,7 @@ class VQGANCLIPPipeline(DiffusionPipeline):
             if image_prompt_weights is not None:
                 raise ValueError(f"image_prompt_weights={image_prompt_weights!r} were given without image_prompts.")
             return 0
-        count, _, _ = TamingPipeline._check_image(image_prompts, 3, "image_prompts")
+        count, _, _ = check_image(image_prompts, 3, "image_prompts")
         if image_prompt_weights is not None:
             weights = list(image_prompt_weights)
             if len(weights) != count:
