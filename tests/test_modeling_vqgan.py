@@ -231,9 +231,34 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match=re.escape("quantizer_type must be one of ('vector', 'gumbel'), got 'ema'.")):
         VQGANConfig(quantizer_type="ema")
     with pytest.raises(
-        ValueError, match=re.escape("base_channels must be a multiple of 32 (GroupNorm uses 32 groups), got 48.")
+        ValueError,
+        match=re.escape("base_channels must be a multiple of norm_num_groups=32 (the GroupNorm groups), got 48."),
     ):
         VQGANConfig(base_channels=48)
+    with pytest.raises(ValueError, match=re.escape("norm_num_groups must be a positive integer, got 0.")):
+        VQGANConfig(norm_num_groups=0)
+
+
+def test_norm_num_groups_reaches_every_group_norm_and_old_configs_keep_32(tmp_path):
+    config = VQGANConfig(
+        resolution=16,
+        base_channels=32,
+        channel_multiplier=[1, 2],
+        num_res_blocks=1,
+        attn_resolutions=[8],
+        latent_channels=8,
+        embed_dim=4,
+        num_embeddings=16,
+        norm_num_groups=8,
+    )
+    model = VQGANModel(config)
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.GroupNorm)]
+    assert len(norms) > 10 and {norm.num_groups for norm in norms} == {8}
+    # a config saved before the option existed has no key: it builds the original's 32 groups
+    config_dict = config.to_dict()
+    del config_dict["norm_num_groups"]
+    old = VQGANModel(VQGANConfig.from_dict(config_dict))
+    assert {module.num_groups for module in old.modules() if isinstance(module, torch.nn.GroupNorm)} == {32}
 
 
 def test_decode_rejects_wrong_latent_width(model):

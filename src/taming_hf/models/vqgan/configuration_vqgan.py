@@ -35,6 +35,7 @@ def _check_sizes(
     base_channels,
     channel_multiplier,
     num_res_blocks,
+    norm_num_groups=32,
 ) -> None:
     """Raise a `ValueError` naming the first size that cannot build a model."""
     for name, value in (
@@ -44,12 +45,16 @@ def _check_sizes(
         ("resolution", resolution),
         ("in_channels", in_channels),
         ("base_channels", base_channels),
+        ("norm_num_groups", norm_num_groups),
     ):
         _check_positive_int(name, value)
     if out_channels is not None:
         _check_positive_int("out_channels", out_channels)
-    if base_channels % 32 != 0:
-        raise ValueError(f"base_channels must be a multiple of 32 (GroupNorm uses 32 groups), got {base_channels}.")
+    if base_channels % norm_num_groups != 0:
+        raise ValueError(
+            f"base_channels must be a multiple of norm_num_groups={norm_num_groups} (the GroupNorm groups), "
+            f"got {base_channels}."
+        )
     if not isinstance(channel_multiplier, (list, tuple)) or len(channel_multiplier) == 0:
         raise ValueError(
             f"channel_multiplier must be a non-empty list of positive integers, got {channel_multiplier!r}."
@@ -96,6 +101,10 @@ class VQGANConfig(PretrainedConfig):
             Feature-map sizes (relative to `resolution`) that get a self-attention block.
         dropout (`float`, *optional*, defaults to 0.0):
             Dropout inside the residual blocks.
+        norm_num_groups (`int`, *optional*, defaults to 32):
+            Groups of every GroupNorm (the original fixes 32). Keep several channels per group: at one channel per
+            group (32 groups of a 32-channel level) GroupNorm is instance norm, which subtracts each feature map's
+            spatial mean, so a narrow model loses the colour of flat regions (a pink heart decodes beige).
         quantizer_type (`str`, *optional*, defaults to `"vector"`):
             `"vector"` for the straight-through vector quantizer (VQModel) or `"gumbel"` for
             the Gumbel-softmax quantizer (GumbelVQ).
@@ -144,6 +153,7 @@ class VQGANConfig(PretrainedConfig):
         num_res_blocks: int = 2,
         attn_resolutions: List[int] = (16,),
         dropout: float = 0.0,
+        norm_num_groups: int = 32,
         quantizer_type: str = "vector",
         beta: float = 0.25,
         legacy_beta: bool = False,
@@ -169,6 +179,7 @@ class VQGANConfig(PretrainedConfig):
             base_channels=base_channels,
             channel_multiplier=channel_multiplier,
             num_res_blocks=num_res_blocks,
+            norm_num_groups=norm_num_groups,
         )
         if not _is_finite_real(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}.")
@@ -202,6 +213,7 @@ class VQGANConfig(PretrainedConfig):
         self.num_res_blocks = int(num_res_blocks)
         self.attn_resolutions = list(attn_resolutions)
         self.dropout = float(dropout)
+        self.norm_num_groups = int(norm_num_groups)
         self.quantizer_type = quantizer_type
         self.beta = float(beta)
         self.legacy_beta = legacy_beta

@@ -95,8 +95,13 @@ def _check_finite(tensor: torch.Tensor, name: str, expected: str) -> None:
         raise ValueError(f"{name} contains {count} non-finite values (NaN or inf); expected {expected}.")
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+def group_norm(channels: int, num_groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=num_groups, num_channels=channels, eps=1e-6, affine=True)
+
+
+def norm_groups(config: Optional[VQGANConfig]) -> int:
+    # getattr: configs saved before `norm_num_groups` existed load with the original's 32 groups
+    return 32 if config is None else getattr(config, "norm_num_groups", 32)
 
 
 def norm_silu(norm: nn.GroupNorm, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -110,11 +115,11 @@ def norm_silu(norm: nn.GroupNorm, hidden_states: torch.Tensor) -> torch.Tensor:
 class VQGANResnetBlock(GradientCheckpointingLayer):
     """norm -> swish -> conv3x3, twice, with a 1x1 `nin_shortcut` when the width changes."""
 
-    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float, num_groups: int = 32):
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, num_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, num_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
         self.nin_shortcut = (
@@ -141,7 +146,7 @@ class VQGANAttnBlock(GradientCheckpointingLayer):
     def __init__(self, channels: int, config: Optional[VQGANConfig] = None):
         super().__init__()
         self.config = config  # read at call time: `config._attn_implementation` is set after construction
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, norm_groups(config))
         self.q = nn.Conv2d(channels, channels, kernel_size=1)
         self.k = nn.Conv2d(channels, channels, kernel_size=1)
         self.v = nn.Conv2d(channels, channels, kernel_size=1)
@@ -201,7 +206,8 @@ class VQGANLevel(nn.Module):
     ):
         super().__init__()
         self.block = nn.ModuleList(
-            VQGANResnetBlock(in_channels if i == 0 else out_channels, out_channels, dropout) for i in range(num_blocks)
+            VQGANResnetBlock(in_channels if i == 0 else out_channels, out_channels, dropout, norm_groups(config))
+            for i in range(num_blocks)
         )
         self.attn = nn.ModuleList(VQGANAttnBlock(out_channels, config) for _ in range(num_blocks) if use_attention)
         if resample == "down":
@@ -242,9 +248,9 @@ class VQGANMidBlock(nn.Module):
 
     def __init__(self, channels: int, dropout: float, config: Optional[VQGANConfig] = None):
         super().__init__()
-        self.block_1 = VQGANResnetBlock(channels, channels, dropout)
+        self.block_1 = VQGANResnetBlock(channels, channels, dropout, norm_groups(config))
         self.attn_1 = VQGANAttnBlock(channels, config)
-        self.block_2 = VQGANResnetBlock(channels, channels, dropout)
+        self.block_2 = VQGANResnetBlock(channels, channels, dropout, norm_groups(config))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(hidden_states)))
@@ -273,7 +279,7 @@ class VQGANEncoder(nn.Module):
                 )
             )
         self.mid = VQGANMidBlock(widths[-1], config.dropout, config)
-        self.norm_out = group_norm(widths[-1])
+        self.norm_out = group_norm(widths[-1], norm_groups(config))
         self.conv_out = nn.Conv2d(widths[-1], config.latent_channels, kernel_size=3, padding=1)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -311,7 +317,7 @@ class VQGANDecoder(nn.Module):
                 )
             )
         self.up = nn.ModuleList(levels)
-        self.norm_out = group_norm(widths[0])
+        self.norm_out = group_norm(widths[0], norm_groups(config))
         self.conv_out = nn.Conv2d(widths[0], config.out_channels, kernel_size=3, padding=1)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
