@@ -191,8 +191,19 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument(
         "--codebook_reseed_steps",
         type=int,
-        default=100,
-        help="Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off, the original).",
+        default=None,
+        help=(
+            "Every N steps, re-seed codes unused in those N steps from encoder outputs (0: off, the original). "
+            "Default 100, and 0 with --train_decoder_only."
+        ),
+    )
+    parser.add_argument(
+        "--train_decoder_only",
+        action="store_true",
+        help=(
+            "Fine-tune only post_quant_conv and the decoder of --pretrained_model_name_or_path: the encoder and "
+            "codebook stay frozen, so every image keeps its codes and a prior trained on them stays valid."
+        ),
     )
     # Optimisation
     parser.add_argument("--train_batch_size", type=int, default=4, help="Per device.")
@@ -307,7 +318,24 @@ def parse_args(input_args=None) -> argparse.Namespace:
             parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
     if args.streaming and args.max_train_steps is None:
         parser.error("--streaming needs --max_train_steps (a stream has no length).")
+    if args.train_decoder_only:
+        if not args.pretrained_model_name_or_path:
+            parser.error("--train_decoder_only fine-tunes a trained model: pass --pretrained_model_name_or_path.")
+        if args.codebook_reseed_steps:
+            parser.error(
+                f"--train_decoder_only freezes the codebook, so --codebook_reseed_steps must be 0, "
+                f"got {args.codebook_reseed_steps}."
+            )
+        args.codebook_reseed_steps = 0
+    elif args.codebook_reseed_steps is None:
+        args.codebook_reseed_steps = 100
     return args
+
+
+def freeze_all_but_decoder(model: VQGANModel) -> None:
+    """--train_decoder_only: the encoder, quant_conv and the quantizer stop learning (codes never change)."""
+    for module in (model.encoder, model.quant_conv, model.quantize):
+        module.requires_grad_(False)
 
 
 def build_model(args) -> VQGANModel:
@@ -485,6 +513,8 @@ def main(args) -> None:
     num_channels = args.num_channels or model.config.in_channels
     if num_channels != model.config.in_channels:
         raise ValueError(f"--num_channels {num_channels} but the model has in_channels={model.config.in_channels}.")
+    if args.train_decoder_only:
+        freeze_all_but_decoder(model)
     discriminator = build_discriminator(args, num_channels)
     if discriminator.config.in_channels != num_channels:
         raise ValueError(
@@ -519,7 +549,7 @@ def main(args) -> None:
         "weight_decay": args.adam_weight_decay,
         "eps": args.adam_epsilon,
     }
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, **adam)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, **adam)
     disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=disc_lr, **adam)
 
     if not streaming and len(train_dataloader) < accelerator.num_processes:

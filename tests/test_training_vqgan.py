@@ -238,6 +238,46 @@ def test_defaults_train_out_of_the_box():
     )
 
 
+def test_train_decoder_only_needs_a_trained_model_and_no_reseeding(capsys):
+    script = _script()
+    with pytest.raises(SystemExit):
+        script.parse_args(["--dataset_name", "x", "--train_decoder_only"])
+    assert "--train_decoder_only fine-tunes a trained model: pass --pretrained_model_name_or_path." in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        script.parse_args(
+            ["--dataset_name", "x", "--pretrained_model_name_or_path", "m", "--train_decoder_only",
+             "--codebook_reseed_steps", "25"]
+        )  # fmt: skip
+    assert "--codebook_reseed_steps must be 0, got 25." in capsys.readouterr().err
+    args = script.parse_args(["--dataset_name", "x", "--pretrained_model_name_or_path", "m", "--train_decoder_only"])
+    assert args.codebook_reseed_steps == 0
+
+
+@needs_fashion_mnist
+@pytest.mark.slow
+def test_train_decoder_only_keeps_every_code_and_trains_the_decoder(tmp_path):
+    first = tmp_path / "first"
+    _run(_tiny_args(tmp_path, 2, disc_start=1000), first)
+    tuned = tmp_path / "tuned"
+    args = _tiny_args(tmp_path, 3, disc_start=1, disc_warmup_steps=0)
+    config_at = args.index("--model_config_name_or_path")
+    del args[config_at : config_at + 2]
+    _run(args + ["--pretrained_model_name_or_path", str(first), "--train_decoder_only"], tuned)
+    before, after = VQGANModel.from_pretrained(first / "vqgan"), VQGANModel.from_pretrained(tuned / "vqgan")
+    after_state = after.state_dict()
+    frozen = ("encoder.", "quant_conv.", "quantize.")
+    frozen_names = [name for name in after_state if name.startswith(frozen)]
+    assert frozen_names and all(torch.equal(before.state_dict()[name], after_state[name]) for name in frozen_names)
+    decoder = [name for name in after_state if name.startswith(("decoder.", "post_quant_conv."))]
+    assert any(not torch.equal(before.state_dict()[name], after_state[name]) for name in decoder)
+    images = torch.rand(4, 1, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(before.encode(images).indices, after.encode(images).indices)
+    assert all(r.get("codes_reseeded") is None for r in _train_log(tuned))
+
+
 @pytest.mark.parametrize(
     "flag, value, message",
     [
