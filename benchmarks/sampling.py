@@ -18,8 +18,8 @@ second, unbatched forward per token).
 
 Usage (CPU, one thread):
 
-    python benchmarks/sampling.py --layers 8 --heads 8 --embd 512 --batch-size 4 --tokens 256 --rounds 2
-    python benchmarks/sampling.py --shipped pretrained/taming-fashion-mnist --batch-size 20 --top-k 32 --rounds 5
+    python benchmarks/sampling.py --layers 8 --heads 8 --embd 512 --batch_size 4 --tokens 256 --rounds 2
+    python benchmarks/sampling.py --shipped pretrained/taming-fashion-mnist --batch_size 20 --top_k 32 --rounds 5
 
 Needs the original implementation (not for `--shipped`):
 `pip install --no-deps "taming-transformers-rom1504==0.0.6" einops`.
@@ -45,23 +45,23 @@ from original_taming import import_original_taming  # noqa: E402
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=256, help="image tokens per sample (a square grid)")
     parser.add_argument("--codes", type=int, default=1024, help="codebook size K")
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--embd", type=int, default=512)
-    parser.add_argument("--top-k", type=int, default=100)
+    parser.add_argument("--top_k", type=int, default=100)
     parser.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch CPU threads for all three samplers; one thread is fastest for small-batch decoding",
     )
-    parser.add_argument("--skip-full-forward", action="store_true", help="skip the slow uncached loop")
+    parser.add_argument("--skip_full_forward", action="store_true", help="skip the slow uncached loop")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every sampler")
     parser.add_argument("--shipped", help="a saved class-conditional TamingPipeline: time guided against unguided")
-    parser.add_argument("--guidance-scale", type=float, default=2.0, help="for --shipped")
+    parser.add_argument("--guidance_scale", type=float, default=2.0, help="for --shipped")
     return parser.parse_args()
 
 

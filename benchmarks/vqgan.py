@@ -24,7 +24,7 @@ per-round ratios original / ours (above 1: ours is faster).
 Usage (CPU, one thread):
 
     python benchmarks/vqgan.py
-    python benchmarks/vqgan.py --rounds 5 --train-rounds 3 --batch-size 2
+    python benchmarks/vqgan.py --rounds 5 --train_rounds 3 --batch_size 2
 
 Needs the original implementation: `pip install --no-deps "taming-transformers-rom1504==0.0.6" einops`, and the
 LPIPS weights (`python -m taming_hf.utils.offline_weights` offline); the original's LPIPS gets the `lpips`
@@ -80,15 +80,15 @@ OP_GROUPS = {
 
 def parse_args(input_args=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=1, help="images per call and per training step")
+    parser.add_argument("--batch_size", type=int, default=1, help="images per call and per training step")
     parser.add_argument("--codes", type=int, default=1024, help="codebook size")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of encode and decode")
-    parser.add_argument("--train-rounds", type=int, default=2, help="interleaved rounds of the training step")
+    parser.add_argument("--train_rounds", type=int, default=2, help="interleaved rounds of the training step")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-memory", action="store_true", help="skip the peak-memory subprocesses")
-    parser.add_argument("--skip-train", action="store_true", help="skip the training step")
-    parser.add_argument("--profile-rows", type=int, default=6, help="top ops by self CPU time in the profile")
+    parser.add_argument("--skip_memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--skip_train", action="store_true", help="skip the training step")
+    parser.add_argument("--profile_rows", type=int, default=6, help="top ops by self CPU time in the profile")
     args = parser.parse_args(input_args)
     for name in ("batch_size", "codes", "rounds", "train_rounds", "threads"):
         if getattr(args, name) < 1:
