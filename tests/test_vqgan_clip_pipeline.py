@@ -687,6 +687,24 @@ def test_gumbel_vqgan_is_optimised_too(tokenizer):
     torch.testing.assert_close(out.images, expected, rtol=0, atol=1e-5)
 
 
+def test_factorised_normalised_codebook_is_optimised_in_its_lookup_space(tokenizer):
+    # 8-d l2-normalised code vectors projected to the 4-d latents the decoder takes (the shipped emoji VQGAN's kind)
+    vqgan = tiny_vqgan(embed_dim=4, codebook_dim=8, normalize_codes=True)
+    assert vqgan.get_code_vectors().shape == (32, 8)
+    torch.testing.assert_close(vqgan.get_code_vectors().norm(dim=1), torch.ones(32))
+    pipe = VQGANCLIPPipeline(vqgan, *tiny_clip(tokenizer, **CLIP_SIZES))
+    pipe.set_progress_bar_config(disable=True)
+    for parameterization in ("latents", "logits"):
+        out = pipe(
+            "a red apple", num_inference_steps=8, generator=seeded(), output_type="pt",
+            parameterization=parameterization, **EXACT,
+        )  # fmt: skip
+        expected = pipe.image_processor.postprocess(pipe.vqgan.decode_indices(out.indices), output_type="pt")
+        torch.testing.assert_close(out.images, expected, rtol=0, atol=1e-5)
+        if parameterization == "latents":  # the logits' first steps only shift probability toward other codes
+            assert out.losses[-1, 0] < out.losses[0, 0]
+
+
 def test_referenced_component_of_a_foreign_class_is_refused(pipe, tmp_path):
     pipe.vqgan.save_pretrained(tmp_path / "vqgan-model")
     (tmp_path / "pipe").mkdir()

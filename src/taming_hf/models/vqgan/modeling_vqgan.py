@@ -413,6 +413,17 @@ class VQGANModel(VQGANPreTrainedModel):
         """The codebook, shape (num_embeddings, codebook_dim) (`codebook_dim` is `embed_dim` unless factorised)."""
         return self.quantize.codebook
 
+    def get_code_vectors(self) -> torch.Tensor:
+        """(num_embeddings, codebook_dim): what each code stands for before the quantizer's output projection (the
+        codebook, l2-normalised when `normalize_codes`). Optimising in this space, as VQGAN+CLIP does, then
+        decoding with [`~VQGANModel.decode_code_vectors`] works for plain, factorised and normalised codebooks."""
+        return self.quantize.lookup_codebook()
+
+    def decode_code_vectors(self, vectors: torch.FloatTensor) -> torch.FloatTensor:
+        """(B, codebook_dim, h, w) vectors in the space of `get_code_vectors()` -> (B, out_channels, h * f, w * f)
+        images (the quantizer's output projection, then the decoder)."""
+        return self.decode(self.quantize.unproject(vectors))
+
     @property
     def codebook_parameter_name(self) -> str:
         """The codebook's name in `named_parameters()` / the state dict (e.g. `quantize.embedding.weight`)."""

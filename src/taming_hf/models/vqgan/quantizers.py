@@ -69,7 +69,9 @@ class VectorQuantizer(nn.Module):
         codes = self.embedding(indices).permute(0, 3, 1, 2)
         return F.normalize(codes, dim=1) if self.normalize_codes else codes
 
-    def _unproject(self, codes: torch.Tensor) -> torch.Tensor:
+    def unproject(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, codebook_dim, h, w) vectors in lookup space -> (B, embed_dim, h, w) quantized latents (identity
+        unless factorised)."""
         if not self.factorized:
             return codes
         return self.out_proj(codes.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -77,7 +79,9 @@ class VectorQuantizer(nn.Module):
     def _distances(self, flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
         return flat.pow(2).sum(dim=1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * flat @ codebook.t()
 
-    def _lookup_codebook(self) -> torch.Tensor:
+    def lookup_codebook(self) -> torch.Tensor:
+        """(num_embeddings, codebook_dim): the vectors latents are matched against and codes stand for before
+        `unproject` (the codebook, l2-normalised when `normalize_codes`)."""
         codebook = self.embedding.weight.float()
         return F.normalize(codebook, dim=1) if self.normalize_codes else codebook
 
@@ -89,7 +93,7 @@ class VectorQuantizer(nn.Module):
         batch, _, height, width = projected.shape
         with torch.autocast(device_type=projected.device.type, enabled=False):
             flat = projected.detach().permute(0, 2, 3, 1).reshape(-1, self.codebook_dim).float()
-            codebook = self._lookup_codebook().detach()
+            codebook = self.lookup_codebook().detach()
             if self.normalize_codes:
                 flat = F.normalize(flat, dim=1)  # re-normalised in fp32: bf16 unit vectors are not quite unit
             distances = (
@@ -101,12 +105,12 @@ class VectorQuantizer(nn.Module):
 
     def embed_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) indices -> (B, embed_dim, h, w) codebook vectors (projected back when factorised)."""
-        return self._unproject(self._codes(indices)).contiguous()
+        return self.unproject(self._codes(indices)).contiguous()
 
     def entropy_penalty(self, projected: torch.Tensor) -> torch.Tensor:
         """H(p(code | z)) averaged over vectors minus H of the batch's mean assignment, in fp32."""
         flat = projected.permute(0, 2, 3, 1).reshape(-1, self.codebook_dim).float()
-        logits = -self._distances(flat, self._lookup_codebook()) / self.entropy_temperature
+        logits = -self._distances(flat, self.lookup_codebook()) / self.entropy_temperature
         log_probs = F.log_softmax(logits, dim=1)
         per_vector = -(log_probs.exp() * log_probs).sum(dim=1).mean()
         mean_probs = log_probs.exp().mean(dim=0)
@@ -128,7 +132,7 @@ class VectorQuantizer(nn.Module):
             loss = loss + self.entropy_weight * self.entropy_penalty(projected)
 
         quantized = projected + (codes - projected).detach()  # straight-through estimator
-        return self._unproject(quantized), loss, indices
+        return self.unproject(quantized), loss, indices
 
 
 class GumbelQuantizer(nn.Module):
@@ -169,6 +173,14 @@ class GumbelQuantizer(nn.Module):
     def project(self, latents: torch.Tensor) -> torch.Tensor:
         """Codes live in latent space: the identity."""
         return latents
+
+    def lookup_codebook(self) -> torch.Tensor:
+        """(num_embeddings, embed_dim): the codebook itself (codes live in latent space)."""
+        return self.embed.weight
+
+    def unproject(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes live in latent space: the identity."""
+        return codes
 
     def forward(self, latents: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.proj(latents)

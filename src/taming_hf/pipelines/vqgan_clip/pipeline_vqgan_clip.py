@@ -514,8 +514,9 @@ class VQGANCLIPPipeline(DiffusionPipeline):
         return (distances.mean(dim=0) * weights).sum(dim=-1)
 
     def decode_latents(self, quantized: torch.Tensor) -> torch.Tensor:
-        """`(B, D, h, w)` codebook vectors -> `(B, 3, H, W)` images in [-1, 1] (roughly; the decoder has no tanh)."""
-        return self.vqgan.decode(quantized.to(self.vqgan.dtype))
+        """`(B, D, h, w)` code vectors (`vqgan.get_code_vectors()` space) -> `(B, 3, H, W)` images in [-1, 1]
+        (roughly; the decoder has no tanh)."""
+        return self.vqgan.decode_code_vectors(quantized.to(self.vqgan.dtype))
 
     @contextlib.contextmanager
     def _seeded_global_rng(self, generator: Optional[torch.Generator]) -> Iterator[None]:
@@ -680,7 +681,7 @@ class VQGANCLIPPipeline(DiffusionPipeline):
 
             # 3. The starting codes and what is optimised.
             start_indices = self.prepare_start(init_image, start, size, num_images_per_prompt, generator)
-            codebook = self.vqgan.get_codebook().detach().float().to(device)
+            codebook = self.vqgan.get_code_vectors().detach().float().to(device)
             latents = PARAMETERIZATIONS[parameterization](codebook, start_indices)
             anchor = latents.anchor().detach().clone()
             optimizer_class = OPTIMIZERS[optimizer] if isinstance(optimizer, str) else optimizer
