@@ -29,7 +29,6 @@ from gradio.data_classes import ImageData  # noqa: E402
 from test_pipeline import NUM_CLASSES, make_pipeline  # noqa: E402
 from test_text_pipeline import make_text_pipeline  # noqa: E402
 from test_vqgan_clip_pipeline import make_pipeline as make_vqgan_clip_pipeline  # noqa: E402
-from test_vqgan_clip_pipeline import tiny_tokenizer  # noqa: E402
 from text_fixtures import tiny_clip, tiny_clip_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +79,7 @@ def text_pipe(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vqgan_clip_pipe(tmp_path_factory):
-    return make_vqgan_clip_pipeline(tiny_tokenizer(tmp_path_factory.mktemp("clip-tokenizer")))
+    return make_vqgan_clip_pipeline(tiny_clip_tokenizer(tmp_path_factory.mktemp("clip-tokenizer")))
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,14 @@ from taming_hf.evaluation.clip_retrieval import clip_image_features, clip_text_f
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pretrained" / "taming-emoji-text"
 PROMPTS = ["red heart", "grinning face with big eyes"]
-GUIDE_CLIP = PIPELINE.parent / "emoji-clip"
-# 20 captions of training emoji with distinct shapes and colours: one sample each at the defaults.
+GUIDE_CLIP, JUDGE_CLIP = PIPELINE.parent / "emoji-clip", PIPELINE.parent / "emoji-clip-judge"
+# 20 captions of training emoji with distinct shapes and colours: one reranked sample each.
 TRAINING_CAPTIONS = [
     "red heart", "grinning face", "thumbs up", "dog face", "sun", "pizza", "rocket", "snowman", "banana", "fire",
     "ghost", "Christmas tree", "hamburger", "red apple", "watermelon", "four leaf clover", "blue heart",
     "soccer ball", "pile of poo", "penguin",
 ]  # fmt: skip
-MIN_RECOGNISED = 0
+MIN_RECOGNISED = 4  # measured: 5 (red heart, grinning face, pizza, rocket, blue heart)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +63,17 @@ def test_shipped_text_pipeline_files_stay_small():
 
 
 def test_shipped_text_pipeline_samples_recognisable_training_emoji(pipe):
-    """The shipped CLIP ranks a sample's own caption first among the 20 captions (chance: 1 in 20)."""
+    """Best of 8 by the shipped guide CLIP, the independent judge CLIP ranks a sample's own caption first among the
+    20 captions for 5 of them at seed 0 (chance: 1 of 20; the judge's figures: docs/text_to_image.md)."""
+    guide, guide_processor = CLIPModel.from_pretrained(GUIDE_CLIP).eval(), CLIPProcessor.from_pretrained(GUIDE_CLIP)
     generator = torch.Generator().manual_seed(0)
-    images = pipe(prompt=TRAINING_CAPTIONS, generator=generator, output_type="pil").images
-    clip, processor = CLIPModel.from_pretrained(GUIDE_CLIP).eval(), CLIPProcessor.from_pretrained(GUIDE_CLIP)
+    images = pipe(
+        prompt=TRAINING_CAPTIONS, num_candidates=8, clip=guide, clip_processor=guide_processor, generator=generator,
+        output_type="pil",
+    ).images  # fmt: skip
+    judge, processor = CLIPModel.from_pretrained(JUDGE_CLIP).eval(), CLIPProcessor.from_pretrained(JUDGE_CLIP)
     similarity = (
-        clip_image_features(clip, processor, images) @ clip_text_features(clip, processor, TRAINING_CAPTIONS).T
+        clip_image_features(judge, processor, images) @ clip_text_features(judge, processor, TRAINING_CAPTIONS).T
     )
     hits = similarity.argmax(dim=1) == torch.arange(len(TRAINING_CAPTIONS))
     recognised = [caption for caption, hit in zip(TRAINING_CAPTIONS, hits) if hit]
