@@ -240,17 +240,7 @@ def test_config_rejects_bad_values():
 
 
 def test_norm_num_groups_reaches_every_group_norm_and_old_configs_keep_32(tmp_path):
-    config = VQGANConfig(
-        resolution=16,
-        base_channels=32,
-        channel_multiplier=[1, 2],
-        num_res_blocks=1,
-        attn_resolutions=[8],
-        latent_channels=8,
-        embed_dim=4,
-        num_embeddings=16,
-        norm_num_groups=8,
-    )
+    config = tiny_config(norm_num_groups=8)
     model = VQGANModel(config)
     norms = [module for module in model.modules() if isinstance(module, torch.nn.GroupNorm)]
     assert len(norms) > 10 and {norm.num_groups for norm in norms} == {8}
