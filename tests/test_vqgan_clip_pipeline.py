@@ -64,13 +64,7 @@ FAST = dict(num_inference_steps=3, cutn=2)
 EXACT = dict(cutn=1, height=CUT_SIZE, width=CUT_SIZE, augmentations=torch.nn.Identity())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; the machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def spread_codebook(pipe: VQGANCLIPPipeline, seed: int = 3) -> None:

@@ -100,8 +100,7 @@ def group_norm(channels: int, num_groups: int = 32) -> nn.GroupNorm:
 
 
 def norm_groups(config: Optional[VQGANConfig]) -> int:
-    # getattr: configs saved before `norm_num_groups` existed load with the original's 32 groups
-    return 32 if config is None else getattr(config, "norm_num_groups", 32)
+    return 32 if config is None else config.norm_num_groups
 
 
 def norm_silu(norm: nn.GroupNorm, hidden_states: torch.Tensor) -> torch.Tensor:
