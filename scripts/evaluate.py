@@ -82,8 +82,13 @@ def parse_args(input_args=None) -> argparse.Namespace:
         "--dataset_name", type=str, default=None, help='Default: "emoji" for a text pipeline, else "fashion_mnist".'
     )
     parser.add_argument("--split", type=str, default="test", help="VQGANs and class pipelines: the split measured on.")
-    parser.add_argument("--image_column", type=str, default="image")
-    parser.add_argument("--label_column", type=str, default="label")
+    parser.add_argument("--image_column", type=str, default="image", help="Dataset column that holds the images.")
+    parser.add_argument(
+        "--label_column",
+        type=str,
+        default="label",
+        help="Dataset column that holds the class ids (unused with --classifier none).",
+    )
     parser.add_argument("--caption_column", type=str, default="text", help="Text pipelines: the prompts' column.")
     parser.add_argument(
         "--max_eval_samples",
@@ -91,8 +96,13 @@ def parse_args(input_args=None) -> argparse.Namespace:
         default=None,
         help="First N images of the split (default: all); for text pipelines, the real images of the gFID.",
     )
-    parser.add_argument("--batch_size", type=int, default=250)
-    parser.add_argument("--num_images_per_class", type=int, default=100)
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=250,
+        help="Images per forward pass (VQGAN, classifier, CLIP) and per pipeline call.",
+    )
+    parser.add_argument("--num_images_per_class", type=int, default=100, help="Class pipelines: samples per class.")
     # Text pipelines only.
     parser.add_argument(
         "--judge_clip",
@@ -132,11 +142,18 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--top_k", type=int, default=None, help="0 = no top-k (default: the pipeline's own).")
     parser.add_argument("--top_p", type=float, default=None, help="Default: the pipeline's own.")
     parser.add_argument("--guidance_scale", type=float, default=None, help="1 = off (default: the pipeline's own).")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="Seeds the samples and, for text pipelines, the drawn prompts."
+    )
     parser.add_argument("--no_lpips", action="store_true", help="Skip LPIPS (it needs torchvision's VGG16 weights).")
     parser.add_argument("--no_inception_fid", action="store_true", help="Skip the standard (Inception) rFID / gFID.")
-    parser.add_argument("--device", type=str, default=None)
-    parser.add_argument("--output_dir", type=str, required=True)
+    parser.add_argument("--device", type=str, default=None, help="Default: cuda when available, else cpu.")
+    parser.add_argument(
+        "--output_dir",
+        type=str,
+        required=True,
+        help="Where metrics.json, metrics.md and the sample grids are written.",
+    )
     args = parser.parse_args(input_args)
     if not args.vqgan and args.pipeline is None:
         parser.error("Pass --vqgan and/or --pipeline.")

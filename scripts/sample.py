@@ -39,8 +39,13 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument(
         "--class_labels", type=str, nargs="+", default=None, help="Class ids or names (default: all classes)."
     )
-    parser.add_argument("--num_images_per_class", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num_images_per_class",
+        type=int,
+        default=10,
+        help="Images per class, one grid column each (unconditional pipelines: images in the one row).",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the sampling generator.")
     # Unset sampling flags take the pipeline's own recommended settings (its transformer's generation_config).
     model_default = "default: the pipeline's own"
     parser.add_argument(
@@ -54,7 +59,12 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=2, help="Upscale the grid by this integer factor (nearest).")
     parser.add_argument("--padding", type=int, default=2, help="Pixels between images.")
     parser.add_argument("--device", type=str, default=None, help="Default: cuda when available, else cpu.")
-    parser.add_argument("--output", type=str, default="samples.png")
+    parser.add_argument(
+        "--output",
+        type=str,
+        default="samples.png",
+        help="The grid image file (its folder must exist; the extension gives the format).",
+    )
     args = parser.parse_args(input_args)
     check_args(parser, args)
     return args

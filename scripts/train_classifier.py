@@ -24,18 +24,30 @@ logger = logging.getLogger(__name__)
 
 def parse_args(input_args=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset_name", type=str, default="fashion_mnist")
-    parser.add_argument("--image_column", type=str, default="image")
-    parser.add_argument("--label_column", type=str, default="label")
-    parser.add_argument("--resolution", type=int, default=28)
-    parser.add_argument("--num_channels", type=int, default=1, choices=[1, 3])
-    parser.add_argument("--train_batch_size", type=int, default=128)
-    parser.add_argument("--num_train_epochs", type=int, default=3)
-    parser.add_argument("--learning_rate", type=float, default=2e-3)
-    parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--max_eval_samples", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output_dir", type=str, required=True)
+    parser.add_argument(
+        "--dataset_name",
+        type=str,
+        default="fashion_mnist",
+        help="Hub dataset id, local dataset folder, or `fashion_mnist` (local IDX files when present), with train "
+        "and test splits.",
+    )
+    parser.add_argument("--image_column", type=str, default="image", help="Dataset column that holds the images.")
+    parser.add_argument("--label_column", type=str, default="label", help="Dataset column that holds the class ids.")
+    parser.add_argument("--resolution", type=int, default=28, help="Images are resized to this square size in pixels.")
+    parser.add_argument("--num_channels", type=int, default=1, choices=[1, 3], help="1 = grayscale, 3 = RGB.")
+    parser.add_argument("--train_batch_size", type=int, default=128, help="Images per optimizer step.")
+    parser.add_argument("--num_train_epochs", type=int, default=3, help="Passes over the training split.")
+    parser.add_argument(
+        "--learning_rate", type=float, default=2e-3, help="Peak AdamW learning rate of the one-cycle schedule."
+    )
+    parser.add_argument(
+        "--max_train_samples", type=int, default=None, help="Use only the first N training images (debugging)."
+    )
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="Use only the first N test images.")
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the weights, the data order and the random shifts.")
+    parser.add_argument(
+        "--output_dir", type=str, required=True, help="Where the classifier and classifier_results.json are written."
+    )
     return parser.parse_args(input_args)
 
 

@@ -55,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--projection_dim", type=int, default=64, help="Shared embedding size.")
     parser.add_argument("--text_hidden_size", type=int, default=64, help="Text width; 49408 x width embeddings.")
-    parser.add_argument("--text_num_layers", type=int, default=4)
-    parser.add_argument("--text_num_heads", type=int, default=4)
-    parser.add_argument("--vision_hidden_size", type=int, default=128)
-    parser.add_argument("--vision_num_layers", type=int, default=4)
-    parser.add_argument("--vision_num_heads", type=int, default=4)
+    parser.add_argument("--text_num_layers", type=int, default=4, help="Text transformer layers.")
+    parser.add_argument(
+        "--text_num_heads", type=int, default=4, help="Text attention heads (must divide --text_hidden_size)."
+    )
+    parser.add_argument("--vision_hidden_size", type=int, default=128, help="Image (ViT) width.")
+    parser.add_argument("--vision_num_layers", type=int, default=4, help="Image transformer layers.")
+    parser.add_argument(
+        "--vision_num_heads", type=int, default=4, help="Image attention heads (must divide --vision_hidden_size)."
+    )
     parser.add_argument("--patch_size", type=int, default=8, help="ViT patch side in pixels.")
     parser.add_argument("--dropout", type=float, default=0.0, help="Attention dropout of both towers.")
     # Data
@@ -69,10 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Hub dataset id, local dataset folder, or a name taming_hf.training.data knows (`emoji`).",
     )
-    parser.add_argument("--dataset_config_name", type=str, default=None)
+    parser.add_argument("--dataset_config_name", type=str, default=None, help="Configuration of the Hub dataset.")
     parser.add_argument("--train_data_dir", type=str, default=None, help="An image folder with a metadata file.")
-    parser.add_argument("--cache_dir", type=str, default=None)
-    parser.add_argument("--image_column", type=str, default="image")
+    parser.add_argument("--cache_dir", type=str, default=None, help="Where `datasets` caches downloaded data.")
+    parser.add_argument("--image_column", type=str, default="image", help="Dataset column that holds the images.")
     parser.add_argument("--caption_column", type=str, default="text", help="The plain caption of each image.")
     parser.add_argument(
         "--keywords_column",
@@ -86,41 +90,83 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="With --keywords_column: probability that a training caption is one random keyword instead.",
     )
-    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument(
+        "--max_train_samples", type=int, default=None, help="Use only the first N training pairs (debugging)."
+    )
     parser.add_argument("--validation_split", type=str, default=None, help="Split for held-out retrieval (`test`).")
-    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=64,
+        help="Images are resized (shorter side) and center-cropped to this size; a multiple of --patch_size.",
+    )
     parser.add_argument(
         "--random_crop_min_scale",
         type=float,
         default=1.0,
         help="Random square crops covering at least this fraction of the image (1 = no cropping).",
     )
-    parser.add_argument("--dataloader_num_workers", type=int, default=0)
+    parser.add_argument(
+        "--dataloader_num_workers", type=int, default=0, help="Data-loading subprocesses (0: the main process)."
+    )
     # Optimisation
     parser.add_argument("--train_batch_size", type=int, default=128, help="Per device; the contrastive batch.")
-    parser.add_argument("--num_train_epochs", type=int, default=100)
+    parser.add_argument(
+        "--num_train_epochs", type=int, default=100, help="Passes over the data (when --max_train_steps is unset)."
+    )
     parser.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--lr_scheduler", type=str, default="cosine")
-    parser.add_argument("--lr_warmup_steps", type=int, default=100)
-    parser.add_argument("--adam_beta1", type=float, default=0.9)
+    parser.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="Batches accumulated per optimizer step."
+    )
+    parser.add_argument(
+        "--learning_rate", type=float, default=1e-3, help="Peak AdamW learning rate (not scaled by the batch size)."
+    )
+    parser.add_argument(
+        "--lr_scheduler", type=str, default="cosine", help="A diffusers scheduler name (constant, cosine, ...)."
+    )
+    parser.add_argument("--lr_warmup_steps", type=int, default=100, help="Linear warm-up steps of the scheduler.")
+    parser.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1.")
     parser.add_argument("--adam_beta2", type=float, default=0.98, help="CLIP's (more stable than 0.999).")
     parser.add_argument("--adam_weight_decay", type=float, default=0.1, help="On matrices only (not biases, norms).")
-    parser.add_argument("--adam_epsilon", type=float, default=1e-6)
-    parser.add_argument("--max_grad_norm", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"])
-    # Checkpoints, logging, evaluation, output
-    parser.add_argument("--output_dir", type=str, default="clip-model")
-    parser.add_argument("--logging_dir", type=str, default="logs")
-    parser.add_argument("--logging_steps", type=int, default=50)
+    parser.add_argument("--adam_epsilon", type=float, default=1e-6, help="Adam epsilon.")
     parser.add_argument(
-        "--report_to", type=str, default="tensorboard", help='"tensorboard", "wandb", "all" or "none".'
+        "--max_grad_norm", type=float, default=1.0, help="Clip gradients to this norm (0: no clipping)."
     )
-    parser.add_argument("--tracker_project_name", type=str, default="train_clip")
-    parser.add_argument("--checkpointing_steps", type=int, default=500)
-    parser.add_argument("--checkpoints_total_limit", type=int, default=None)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="Seeds weights, data order, augmentations and retrieval candidates (as train_vqgan.py).",
+    )
+    parser.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Autocast precision; default: the `accelerate config` setting.",
+    )
+    # Checkpoints, logging, evaluation, output
+    parser.add_argument(
+        "--output_dir", type=str, default="clip-model", help="Where checkpoints, logs and the model are written."
+    )
+    parser.add_argument("--logging_dir", type=str, default="logs", help="Logs folder, relative to --output_dir.")
+    parser.add_argument(
+        "--logging_steps",
+        type=int,
+        default=50,
+        help="Log the loss, learning rate and CLIP temperature every N steps (and at step 1).",
+    )
+    parser.add_argument(
+        "--report_to",
+        type=str,
+        default="none",
+        help='"tensorboard", "wandb", "all" or "none" (as train_vqgan.py and train_transformer.py).',
+    )
+    parser.add_argument("--tracker_project_name", type=str, default="train_clip", help="Tracker project name.")
+    parser.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
+    parser.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints (oldest deleted)."
+    )
     parser.add_argument(
         "--resume_from_checkpoint",
         type=str,
@@ -128,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='A checkpoint folder, or "latest" (the newest complete one in --output_dir).',
     )
     parser.add_argument("--validation_steps", type=int, default=500, help="Retrieval on the splits every N steps.")
-    parser.add_argument("--num_retrieval_candidates", type=int, default=100)
+    parser.add_argument(
+        "--num_retrieval_candidates",
+        type=int,
+        default=100,
+        help="Images with distinct captions drawn per split for retrieval (at most the split's distinct captions).",
+    )
     parser.add_argument(
         "--save_dtype",
         type=str,
@@ -136,9 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "float16"],
         help="Dtype of the saved weights; float16 halves the file, the config still loads float32.",
     )
-    parser.add_argument("--push_to_hub", action="store_true")
-    parser.add_argument("--hub_model_id", type=str, default=None)
-    parser.add_argument("--hub_token", type=str, default=None)
+    parser.add_argument("--push_to_hub", action="store_true", help="Upload --output_dir to the Hub at the end.")
+    parser.add_argument("--hub_model_id", type=str, default=None, help="Hub repository id (default: the folder name).")
+    parser.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the logged-in one).")
     return parser
 
 

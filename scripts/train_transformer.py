@@ -61,12 +61,12 @@ def parse_args(input_args=None) -> argparse.Namespace:
         default=None,
         help="Hub dataset id, local dataset folder, or `fashion_mnist` (local IDX files when present).",
     )
-    data.add_argument("--dataset_config_name", type=str, default=None)
+    data.add_argument("--dataset_config_name", type=str, default=None, help="Configuration of the Hub dataset.")
     data.add_argument(
         "--train_data_dir", type=str, default=None, help="An image folder; class subfolders become labels."
     )
     data.add_argument("--cache_dir", type=str, default=None, help="Where downloaded datasets are stored.")
-    data.add_argument("--image_column", type=str, default="image")
+    data.add_argument("--image_column", type=str, default="image", help="Dataset column that holds the images.")
     data.add_argument(
         "--label_column",
         type=str,
@@ -86,8 +86,15 @@ def parse_args(input_args=None) -> argparse.Namespace:
         "uniformly from all of its captions in these columns and --caption_column.",
     )
     data.add_argument("--resolution", type=int, default=None, help="Image size (default: the VQGAN's).")
-    data.add_argument("--max_train_samples", type=int, default=None)
-    data.add_argument("--max_eval_samples", type=int, default=1000)
+    data.add_argument(
+        "--max_train_samples", type=int, default=None, help="Use only the first N training images (debugging)."
+    )
+    data.add_argument(
+        "--max_eval_samples",
+        type=int,
+        default=1000,
+        help="At most N validation images; a stream without a validation split holds out its first N.",
+    )
     data.add_argument(
         "--validation_split", type=str, default=None, help='Validation split (default: "validation" or "test").'
     )
@@ -104,16 +111,39 @@ def parse_args(input_args=None) -> argparse.Namespace:
     data.add_argument(
         "--shuffle_buffer_size", type=int, default=1000, help="Shuffle buffer of a streamed training split."
     )
-    data.add_argument("--encode_batch_size", type=int, default=64)
+    data.add_argument(
+        "--encode_batch_size",
+        type=int,
+        default=64,
+        help="Images per VQGAN forward when the dataset is encoded into codes.",
+    )
 
     model = parser.add_argument_group("model")
-    model.add_argument("--vqgan_model_name_or_path", type=str, required=True)
-    model.add_argument("--condition_vqgan_model_name_or_path", type=str, default=None)
+    model.add_argument(
+        "--vqgan_model_name_or_path",
+        type=str,
+        required=True,
+        help="The frozen VQGAN whose codes the prior learns (Hub id or folder; a folder with a `vqgan` sub-folder "
+        "works).",
+    )
+    model.add_argument(
+        "--condition_vqgan_model_name_or_path",
+        type=str,
+        default=None,
+        help="The VQGAN that encodes --condition_image_column for spatial conditioning.",
+    )
     trainable = tuple(kind for kind in CONDITIONING_KINDS if kind != "coordinates")  # no coordinate datasets
-    model.add_argument("--conditioning", type=str, default="auto", choices=("auto",) + trainable)
-    model.add_argument("--n_layer", type=int, default=12)
-    model.add_argument("--n_head", type=int, default=8)
-    model.add_argument("--n_embd", type=int, default=512)
+    model.add_argument(
+        "--conditioning",
+        type=str,
+        default="auto",
+        choices=("auto",) + trainable,
+        help="The prior's condition; auto: spatial with --condition_vqgan_model_name_or_path, text with "
+        "--caption_column, class with a label column, else unconditional.",
+    )
+    model.add_argument("--n_layer", type=int, default=12, help="GPT2 layers.")
+    model.add_argument("--n_head", type=int, default=8, help="GPT2 attention heads (must divide --n_embd).")
+    model.add_argument("--n_embd", type=int, default=512, help="GPT2 width.")
     model.add_argument("--dropout", type=float, default=0.0, help="GPT2 embedding/attention/residual dropout.")
     model.add_argument(
         "--class_dropout_prob",
@@ -151,32 +181,79 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="Weight of the caption tokens' loss in [0, 1); image codes get 1 minus it. 0: image codes only; "
         "DALL-E used 0.125.",
     )
-    model.add_argument("--token_order", type=str, default="raster", choices=TOKEN_ORDERS)
-    model.add_argument("--token_order_seed", type=int, default=1)
+    model.add_argument(
+        "--token_order",
+        type=str,
+        default="raster",
+        choices=TOKEN_ORDERS,
+        help="Order in which the prior generates the code grid: raster (row-major, the original's), random (a "
+        "fixed permutation, see --token_order_seed) or zcurve (Z-order curve).",
+    )
+    model.add_argument(
+        "--token_order_seed", type=int, default=1, help="Seed of the permutation of --token_order random."
+    )
 
     train = parser.add_argument_group("training")
-    train.add_argument("--output_dir", type=str, default="taming-prior")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--output_dir",
+        type=str,
+        default="taming-prior",
+        help="Where checkpoints, logs, the codes cache and the pipeline are written.",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="Seeds weights, data order, the validation hold-out and sample grids (as train_vqgan.py).",
+    )
     train.add_argument("--train_batch_size", type=int, default=16, help="Per device.")
     train.add_argument("--eval_batch_size", type=int, default=None, help="Per device (default: train batch).")
-    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    train.add_argument("--learning_rate", type=float, default=1e-4)
+    train.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="Batches accumulated per optimizer step."
+    )
+    train.add_argument(
+        "--learning_rate",
+        type=float,
+        default=1e-4,
+        help="AdamW learning rate (multiplied by the total batch size with --scale_lr).",
+    )
     train.add_argument("--scale_lr", action="store_true", help="Multiply lr by batch * accumulation * processes.")
-    train.add_argument("--lr_scheduler", type=str, default="cosine")
-    train.add_argument("--lr_warmup_steps", type=int, default=0)
-    train.add_argument("--adam_beta1", type=float, default=0.9)
-    train.add_argument("--adam_beta2", type=float, default=0.95)
+    train.add_argument(
+        "--lr_scheduler",
+        type=str,
+        default="cosine",
+        help="A transformers scheduler name (cosine, linear, constant, ...).",
+    )
+    train.add_argument("--lr_warmup_steps", type=int, default=0, help="Linear warm-up steps of the scheduler.")
+    train.add_argument("--adam_beta1", type=float, default=0.9, help="Adam beta1.")
+    train.add_argument("--adam_beta2", type=float, default=0.95, help="Adam beta2.")
     train.add_argument("--adam_weight_decay", type=float, default=0.01, help="On linear-layer weights only.")
-    train.add_argument("--adam_epsilon", type=float, default=1e-8)
-    train.add_argument("--max_grad_norm", type=float, default=1.0)
-    train.add_argument("--num_train_epochs", type=int, default=10)
+    train.add_argument("--adam_epsilon", type=float, default=1e-8, help="Adam epsilon.")
+    train.add_argument(
+        "--max_grad_norm", type=float, default=1.0, help="Clip gradients to this norm (0: no clipping)."
+    )
+    train.add_argument(
+        "--num_train_epochs", type=int, default=10, help="Passes over the data (when --max_train_steps is unset)."
+    )
     train.add_argument("--max_train_steps", type=int, default=None, help="Overrides --num_train_epochs.")
-    train.add_argument("--checkpointing_steps", type=int, default=500)
-    train.add_argument("--checkpoints_total_limit", type=int, default=None)
+    train.add_argument("--checkpointing_steps", type=int, default=500, help="Save a checkpoint every N steps.")
+    train.add_argument(
+        "--checkpoints_total_limit", type=int, default=None, help="Keep at most N checkpoints (oldest deleted)."
+    )
     train.add_argument("--resume_from_checkpoint", type=str, default=None, help='A checkpoint directory, or "latest".')
-    train.add_argument("--mixed_precision", type=str, default=None, choices=("no", "fp16", "bf16"))
-    train.add_argument("--dataloader_num_workers", type=int, default=0)
-    train.add_argument("--logging_steps", type=int, default=10)
+    train.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=("no", "fp16", "bf16"),
+        help="fp16 or bf16 mixed precision; unset or no: the `accelerate launch` setting (float32 without one).",
+    )
+    train.add_argument(
+        "--dataloader_num_workers", type=int, default=0, help="Data-loading subprocesses (0: the main process)."
+    )
+    train.add_argument(
+        "--logging_steps", type=int, default=10, help="Log the training loss and learning rate every N steps."
+    )
     train.add_argument("--report_to", type=str, default="none", help='"tensorboard", "wandb", "all" or "none".')
     train.add_argument("--validation_steps", type=int, default=500, help="Evaluate and sample every N steps.")
     train.add_argument(
@@ -200,9 +277,9 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="Classifier-free guidance (1 = off); needs --conditioning class with --class_dropout_prob > 0, or "
         "--conditioning text with --caption_dropout_prob > 0.",
     )
-    train.add_argument("--push_to_hub", action="store_true")
-    train.add_argument("--hub_model_id", type=str, default=None)
-    train.add_argument("--hub_token", type=str, default=None)
+    train.add_argument("--push_to_hub", action="store_true", help="Upload the pipeline to the Hub at the end.")
+    train.add_argument("--hub_model_id", type=str, default=None, help="Hub repository id (default: the folder name).")
+    train.add_argument("--hub_token", type=str, default=None, help="Hub token (default: the logged-in one).")
     args = parser.parse_args(input_args)
     if (args.dataset_name is None) == (args.train_data_dir is None):
         parser.error("Give exactly one of --dataset_name and --train_data_dir.")

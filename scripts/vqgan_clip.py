@@ -51,19 +51,43 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=None, help="Output height (default: init image or VQGAN's).")
     parser.add_argument("--width", type=int, default=None, help="Output width (default: init image or VQGAN's).")
     parser.add_argument("--steps", type=int, default=300, help="Optimisation steps.")
-    parser.add_argument("--learning_rate", type=float, default=0.1)
-    parser.add_argument("--optimizer", type=str, default="adam", choices=["adam", "adamw", "sgd"])
-    parser.add_argument("--parameterization", type=str, default="latents", choices=["latents", "logits"])
+    parser.add_argument("--learning_rate", type=float, default=0.1, help="The optimizer's step size.")
+    parser.add_argument(
+        "--optimizer",
+        type=str,
+        default="adam",
+        choices=["adam", "adamw", "sgd"],
+        help="The torch.optim optimizer of the latents: adam, adamw or sgd.",
+    )
+    parser.add_argument(
+        "--parameterization",
+        type=str,
+        default="latents",
+        choices=["latents", "logits"],
+        help="latents: continuous latents snapped to the nearest code; logits: codebook logits per cell (both "
+        "straight-through).",
+    )
     parser.add_argument("--cutn", type=int, default=32, help="Cutouts per step (fewer: less memory and time).")
     parser.add_argument("--cut_pow", type=float, default=1.0, help="Cutout size exponent (> 1: smaller cutouts).")
     parser.add_argument("--no_augmentations", action="store_true", help="Score cutouts without augmentations.")
-    parser.add_argument("--mixed_precision", type=str, default="no", choices=list(MIXED_PRECISION))
+    parser.add_argument(
+        "--mixed_precision",
+        type=str,
+        default="no",
+        choices=list(MIXED_PRECISION),
+        help="fp16 or bf16: run the VQGAN and CLIP under autocast (less memory); no: float32.",
+    )
     parser.add_argument(
         "--gradient_checkpointing", action="store_true", help="Recompute the VQGAN decoder in backward (less memory)."
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the start, the cutouts and the augmentations.")
     parser.add_argument("--device", type=str, default=None, help="Default: cuda when available, else cpu.")
-    parser.add_argument("--output", type=str, default="vqgan_clip.png")
+    parser.add_argument(
+        "--output",
+        type=str,
+        default="vqgan_clip.png",
+        help="The final image file (its folder is created; the extension gives the format).",
+    )
     parser.add_argument(
         "--frames",
         "--save_frames",
@@ -73,7 +97,7 @@ def parse_args(input_args=None) -> argparse.Namespace:
         help="Write the run's frames (.gif or .mp4).",
     )
     parser.add_argument("--frame_interval", type=int, default=10, help="Steps between two frames.")
-    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--fps", type=int, default=10, help="Frames per second of --frames.")
     args = parser.parse_args(input_args)
     check_args(parser, args)
     return args

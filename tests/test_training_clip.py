@@ -35,6 +35,7 @@ TINY = [
     "--text_hidden_size", "16", "--text_num_layers", "1", "--text_num_heads", "2",
     "--vision_hidden_size", "16", "--vision_num_layers", "1", "--vision_num_heads", "2",
     "--train_batch_size", "4", "--report_to", "none", "--num_retrieval_candidates", "10", "--lr_warmup_steps", "0",
+    "--seed", "0",
 ]  # fmt: skip
 
 
