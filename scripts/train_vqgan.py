@@ -123,6 +123,13 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--center_crop", action="store_true", help="Center crop (default: random crop).")
     parser.add_argument("--random_flip", action="store_true", help="Flip images horizontally at random.")
     parser.add_argument(
+        "--random_hue_prob",
+        type=float,
+        default=0.0,
+        help="Rotate the hue of this fraction of training images by a uniformly random angle, so that hues the data "
+        "rarely shows get codes too (RGB only; 0: off).",
+    )
+    parser.add_argument(
         "--dataloader_num_workers", type=int, default=0, help="Data-loading subprocesses (0: the main process)."
     )
     # Objective
@@ -369,7 +376,9 @@ def build_datasets(args, accelerator, num_channels: int):
             args.max_train_samples,
         )
     check_image_column(dataset, args.image_column)
-    train_transform = ImageTransform(args.resolution, args.center_crop, args.random_flip, num_channels, args.seed)
+    train_transform = ImageTransform(
+        args.resolution, args.center_crop, args.random_flip, num_channels, args.seed, args.random_hue_prob
+    )
     eval_transform = ImageTransform(args.resolution, center_crop=True, random_flip=False, num_channels=num_channels)
     dataset = prepare_for_decoding(dataset, args.image_column)
 

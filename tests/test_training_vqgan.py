@@ -6,6 +6,7 @@ model, on CPU (two gloo processes for the multi-process test).
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,37 @@ def test_image_transform_range_shape_and_seeded_augmentation():
     assert len(variants) > 1
     with pytest.raises(ValueError, match="num_channels must be 1"):
         ImageTransform(16, num_channels=2)
+
+
+def test_random_hue_rotates_a_seeded_fraction_of_images_and_keeps_brightness():
+    import colorsys
+
+    import PIL.Image
+
+    image = PIL.Image.new("RGB", (16, 16), (60, 180, 40))  # one saturated green
+    plain = ImageTransform(16, num_channels=3, seed=0)(image)
+    assert torch.equal(plain, ImageTransform(16, num_channels=3, seed=0, random_hue_prob=0.0)(image, row=0))
+    always = ImageTransform(16, num_channels=3, seed=0, random_hue_prob=1.0)
+    hues, values = [], []
+    for row in range(200):
+        rotated = always(image, row=row)
+        assert torch.equal(rotated, always(image, row=row))  # seeded by (seed, epoch, row), like crops and flips
+        red, green, blue = ((rotated[:, 0, 0] + 1) / 2).tolist()
+        hue, _, value = colorsys.rgb_to_hsv(red, green, blue)
+        hues.append(hue)
+        values.append(value)
+    # Uniform over the circle: every sixth of it is hit; HSV value (the brightest channel) is kept up to rounding.
+    assert {int(hue * 6) % 6 for hue in hues} == set(range(6))
+    assert max(abs(value - 180 / 255) for value in values) < 2 / 255
+    half = ImageTransform(16, num_channels=3, seed=0, random_hue_prob=0.5)
+    rotated_rows = sum(not torch.equal(half(image, row=row), plain) for row in range(200))
+    assert 70 <= rotated_rows <= 130
+
+    with pytest.raises(ValueError, match=re.escape("random_hue_prob must be between 0 and 1, got 1.5.")):
+        ImageTransform(16, random_hue_prob=1.5)
+    message = "random_hue_prob needs RGB images (num_channels 3), got num_channels 1."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ImageTransform(16, num_channels=1, random_hue_prob=0.5)
 
 
 def test_corrupt_image_error_names_the_file(tmp_path):
