@@ -17,6 +17,7 @@ from typing import Dict, List
 import numpy as np
 import PIL.Image
 import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from taming_hf import VQGANModel, load_emoji_dataset
 from taming_hf.models.vqgan.image_processing_vqgan import to_pixel_values, to_unit_range
@@ -64,8 +65,7 @@ def reconstruct(model: VQGANModel, pixel_values: torch.Tensor, batch_size: int) 
 def per_image_figures(images: torch.Tensor, reconstructions: torch.Tensor, masks: torch.Tensor) -> Dict:
     """PSNR and colour error (mean colour of the saturated pixels, RGB distance on the 0-255 scale) per image."""
     original, output = to_unit_range(images) * 255, to_unit_range(reconstructions) * 255
-    mse = ((original - output) ** 2).mean(dim=(1, 2, 3))
-    psnr = 10 * torch.log10(255**2 / mse.clamp_min(1e-8))
+    psnr = peak_signal_noise_ratio(output, original, data_range=255.0, reduction="none", dim=(1, 2, 3))
     weights = masks[:, None].float()
     pixels = weights.sum(dim=(2, 3)).clamp_min(1)
     mean_in = (original * weights).sum(dim=(2, 3)) / pixels
