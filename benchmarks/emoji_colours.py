@@ -24,6 +24,11 @@ from taming_hf.models.vqgan.image_processing_vqgan import to_pixel_values, to_un
 
 HUE_BINS = ("red-orange", "yellow-green", "green", "cyan-blue", "blue-purple", "magenta-pink")
 SATURATED, BRIGHT = 80, 60
+# Rows: orthonormal opponent-colour axes of RGB (brightness, blue - red, magenta - green).
+OPPONENT_AXES = torch.tensor([[1.0, 1.0, 1.0], [-1.0, 0.0, 1.0], [1.0, -2.0, 1.0]]) / torch.tensor(
+    [[3.0**0.5], [2.0**0.5], [6.0**0.5]]
+)
+OPPONENT_NAMES = ("brightness", "blue - red", "magenta - green")
 FLAT_COLOURS = {
     "green": (90, 180, 60),
     "lime": (160, 220, 60),
@@ -81,6 +86,41 @@ def flat_squares() -> torch.Tensor:
     return images
 
 
+@torch.no_grad()
+def code_colour_r2(model: VQGANModel, pixel_values: torch.Tensor, batch_size: int) -> List[float]:
+    """R^2 on the second half of the images of a linear probe (fitted on the first half) from each code vector to
+    its patch's mean colour along OPPONENT_AXES."""
+    indices = torch.cat([model.encode(batch).indices for batch in pixel_values.split(batch_size)])
+    features = model.get_code_vectors()[indices].flatten(1, 2).double()  # (N, h * w, codebook_dim)
+    features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
+    factor = model.config.downsample_factor
+    opponent = torch.einsum("kc,bchw->bkhw", OPPONENT_AXES, pixel_values.float())
+    targets = torch.nn.functional.avg_pool2d(opponent, factor).flatten(2).transpose(1, 2).double()  # (N, h * w, 3)
+    half = len(pixel_values) // 2
+    fit = torch.linalg.lstsq(features[:half].flatten(0, 1), targets[:half].flatten(0, 1)).solution
+    predicted, actual = features[half:].flatten(0, 1) @ fit, targets[half:].flatten(0, 1)
+    residual = (predicted - actual).pow(2).sum(dim=0)
+    return (1 - residual / (actual - actual.mean(dim=0)).pow(2).sum(dim=0)).tolist()
+
+
+def reachable_colours(model: VQGANModel, squares: torch.Tensor, steps: int = 200) -> List[List[int]]:
+    """Decoded centre colour (0-255) of each flat square after optimising its code-space vectors for L1."""
+    model.requires_grad_(False)
+    with torch.no_grad():
+        vectors = model.get_code_vectors()[model.encode(squares).indices].permute(0, 3, 1, 2).clone()
+    vectors.requires_grad_(True)
+    optimizer = torch.optim.Adam([vectors], lr=0.05)
+    normalize = getattr(model.config, "normalize_codes", False)
+    for _ in range(steps):
+        decoded = model.decode_code_vectors(torch.nn.functional.normalize(vectors, dim=1) if normalize else vectors)
+        loss = (decoded - squares).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    centre = to_unit_range(decoded.detach().clamp(-1, 1))[:, :, 24:40, 24:40].mean(dim=(2, 3))
+    return (centre * 255).round().int().tolist()
+
+
 def main(args: argparse.Namespace) -> None:
     dataset = load_emoji_dataset(args.split)
     if args.max_images is not None:
@@ -91,12 +131,14 @@ def main(args: argparse.Namespace) -> None:
         0, 3, 1, 2
     )
     squares = flat_squares()
-    figures, flat = {}, {}
+    figures, flat, probes, reached = {}, {}, {}, {}
     for path in args.vqgan:
         model = VQGANModel.from_pretrained(path).eval()
         figures[path] = per_image_figures(images, reconstruct(model, images, args.batch_size), masks)
         square_out = to_unit_range(reconstruct(model, squares, args.batch_size))[:, :, 24:40, 24:40].mean(dim=(2, 3))
         flat[path] = (square_out * 255).round().int().tolist()
+        probes[path] = code_colour_r2(model, images, args.batch_size)
+        reached[path] = reachable_colours(model, squares)
 
     baseline = args.vqgan[0]
     print(f"emoji {args.split} split, {len(images)} images, binned by dominant hue; colour error: RGB distance of the")
@@ -124,6 +166,18 @@ def main(args: argparse.Namespace) -> None:
     print("|---|---|" + "---|" * len(args.vqgan))
     for index, (name, colour) in enumerate(FLAT_COLOURS.items()):
         print(f"| {name} | {colour} | " + " | ".join(str(tuple(flat[path][index])) for path in args.vqgan) + " |")
+
+    print("\nwhat the codes carry: R^2 of a linear probe from code vectors to patch-mean colour (held-out half)")
+    print("| colour axis | " + " | ".join(args.vqgan) + " |")
+    print("|---|" + "---|" * len(args.vqgan))
+    for index, name in enumerate(OPPONENT_NAMES):
+        print(f"| {name} | " + " | ".join(f"{probes[path][index]:.2f}" for path in args.vqgan) + " |")
+
+    print("\nwhat the decoder can reach: flat squares decoded from code-space vectors optimised for them")
+    print("| colour | input | " + " | ".join(args.vqgan) + " |")
+    print("|---|---|" + "---|" * len(args.vqgan))
+    for index, (name, colour) in enumerate(FLAT_COLOURS.items()):
+        print(f"| {name} | {colour} | " + " | ".join(str(tuple(reached[path][index])) for path in args.vqgan) + " |")
 
 
 if __name__ == "__main__":
