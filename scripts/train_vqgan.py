@@ -188,6 +188,14 @@ def parse_args(input_args=None) -> argparse.Namespace:
         choices=["l1", "l2"],
         help="Pixel loss: l1 (the VQGAN's) or l2 (a VQ-VAE baseline's, with --perceptual_weight 0).",
     )
+    parser.add_argument(
+        "--code_colour_loss_weight",
+        type=float,
+        default=0.0,
+        help="Weight of an auxiliary loss: the error of the best linear map (least squares on each batch) from every "
+        "code vector to the mean colour of its patch, so the encoder puts hue into the codes; without it an emoji "
+        "VQGAN loses green and purple (docs/training.md). Trains the encoder. 0: off (the original).",
+    )
     # Codebook health
     parser.add_argument(
         "--codebook_usage_window",
@@ -332,6 +340,11 @@ def parse_args(input_args=None) -> argparse.Namespace:
             parser.error(
                 f"--train_decoder_only freezes the codebook, so --codebook_reseed_steps must be 0, "
                 f"got {args.codebook_reseed_steps}."
+            )
+        if args.code_colour_loss_weight:
+            parser.error(
+                f"--code_colour_loss_weight trains the encoder, which --train_decoder_only freezes: it must be 0, "
+                f"got {args.code_colour_loss_weight}."
             )
         args.codebook_reseed_steps = 0
     elif args.codebook_reseed_steps is None:
@@ -582,6 +595,7 @@ def main(args) -> None:
         disc_warmup_steps=disc_warmup_steps,
         lecam_weight=args.lecam_weight,
         lecam_decay=args.lecam_decay,
+        code_colour_weight=args.code_colour_loss_weight,
     ).to(accelerator.device)
     # A stream is passed over as often as it takes; ranks with uneven shards just start their next pass.
     num_train_epochs = sys.maxsize if streaming else math.ceil(max_train_steps / num_update_steps_per_epoch)
@@ -801,9 +815,16 @@ def train_step(components: TrainingComponents, pixel_values: torch.Tensor, globa
         else:
             logits_fake = disc_module(reconstructions).logits
         disc_module.requires_grad_(True)
-    last_layer = c.accelerator.unwrap_model(c.model).get_last_layer()
+    unwrapped = c.accelerator.unwrap_model(c.model)
+    code_vectors = unwrapped.quantize.project(output.latents) if c.loss_fn.code_colour_weight > 0 else None
     generator = c.loss_fn.generator_loss(
-        pixel_values, reconstructions, output.embedding_loss, global_step, logits_fake, last_layer
+        pixel_values,
+        reconstructions,
+        output.embedding_loss,
+        global_step,
+        logits_fake,
+        unwrapped.get_last_layer(),
+        code_vectors=code_vectors,
     )
     optimize(c.accelerator, generator.loss, c.model, c.optimizer, c.lr_scheduler, c.max_grad_norm)
     terms = dict(generator.terms, d_loss=torch.zeros_like(generator.terms["ae_loss"]))

@@ -12,6 +12,7 @@ from taming_hf.training import (
     PatchGANDiscriminatorConfig,
     VQGANLoss,
     adaptive_weight,
+    code_colour_loss,
     discriminator_factor,
     generator_adversarial_loss,
     hinge_d_loss,
@@ -114,6 +115,52 @@ def test_l2_reconstruction_loss_is_mean_squared_error():
     assert l2.item() == pytest.approx((x - y).pow(2).mean().item(), rel=1e-6)
     with pytest.raises(ValueError, match="reconstruction_loss must be one of"):
         VQGANLoss(perceptual_weight=0.0, reconstruction_loss="huber")
+
+
+def _patch_colours(images: torch.Tensor, factor: int) -> torch.Tensor:
+    return torch.nn.functional.avg_pool2d(images, factor)
+
+
+def test_code_colour_loss_is_zero_when_codes_carry_colour_linearly():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    colours = _patch_colours(images, 4)  # (4, 3, 4, 4)
+    mixing = torch.randn(6, 3)
+    vectors = torch.einsum("dc,bchw->bdhw", mixing, colours) + 0.5  # an affine image of the patch colours
+    assert code_colour_loss(vectors, images).item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_code_colour_loss_is_the_least_squares_residual_and_has_gradients():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    vectors = torch.randn(4, 6, 4, 4, requires_grad=True)  # unrelated to colour
+    loss = code_colour_loss(vectors, images)
+    features = torch.cat([vectors.detach().permute(0, 2, 3, 1).reshape(-1, 6), torch.ones(64, 1)], dim=1)
+    targets = _patch_colours(images, 4).permute(0, 2, 3, 1).reshape(-1, 3)
+    fit = torch.linalg.lstsq(features, targets).solution
+    assert loss.item() == pytest.approx((features @ fit - targets).abs().mean().item(), rel=1e-3)
+    assert loss.item() > 0.05
+    loss.backward()
+    assert vectors.grad is not None and vectors.grad.abs().sum() > 0
+
+
+def test_generator_loss_adds_the_weighted_code_colour_term():
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 16, 16) * 2 - 1
+    reconstructions = images + 0.1
+    vectors = torch.randn(2, 8, 4, 4)
+    codebook_loss = torch.tensor(0.25)
+    plain = VQGANLoss(perceptual_weight=0.0, disc_start=10).generator_loss(images, reconstructions, codebook_loss, 0)
+    loss_fn = VQGANLoss(perceptual_weight=0.0, disc_start=10, code_colour_weight=2.0)
+    with_colour = loss_fn.generator_loss(images, reconstructions, codebook_loss, 0, code_vectors=vectors)
+    colour = code_colour_loss(vectors, images)
+    assert with_colour.terms["code_colour_loss"].item() == pytest.approx(colour.item(), rel=1e-6)
+    assert with_colour.loss.item() == pytest.approx(plain.loss.item() + 2.0 * colour.item(), rel=1e-6)
+    assert "code_colour_loss" not in plain.terms
+    with pytest.raises(ValueError, match="generator_loss needs code_vectors when code_colour_weight > 0."):
+        loss_fn.generator_loss(images, reconstructions, codebook_loss, 0)
+    with pytest.raises(ValueError, match="code_colour_weight must be a finite number >= 0, got -1.0"):
+        VQGANLoss(perceptual_weight=0.0, code_colour_weight=-1.0)
 
 
 def test_unknown_gan_loss_is_rejected():

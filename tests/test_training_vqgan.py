@@ -283,6 +283,15 @@ def test_train_decoder_only_needs_a_trained_model_and_no_reseeding(capsys):
              "--codebook_reseed_steps", "25"]
         )  # fmt: skip
     assert "--codebook_reseed_steps must be 0, got 25." in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(
+            ["--dataset_name", "x", "--pretrained_model_name_or_path", "m", "--train_decoder_only",
+             "--code_colour_loss_weight", "0.5"]
+        )  # fmt: skip
+    assert (
+        "--code_colour_loss_weight trains the encoder, which --train_decoder_only freezes: it must be 0, got 0.5."
+        in capsys.readouterr().err
+    )
     args = script.parse_args(["--dataset_name", "x", "--pretrained_model_name_or_path", "m", "--train_decoder_only"])
     assert args.codebook_reseed_steps == 0
 
@@ -455,6 +464,22 @@ def test_reconstruction_loss_decreases_on_fashion_mnist(tmp_path):
     model = VQGANModel.from_pretrained(out / "vqgan")
     assert model.config.resolution == 16 and model.config.in_channels == 1
     assert isinstance(PatchGANDiscriminator.from_pretrained(out / "discriminator"), PatchGANDiscriminator)
+
+
+@needs_fashion_mnist
+@pytest.mark.slow
+def test_code_colour_loss_is_logged_and_learned(tmp_path):
+    out = tmp_path / "run"
+    args = _tiny_args(
+        tmp_path, 20, train_batch_size=8, learning_rate=2e-3, max_train_samples=160, disc_start=1000,
+        checkpointing_steps=1000, code_colour_loss_weight=1.0,
+    )  # fmt: skip
+    _run(args, out)
+    log = _train_log(out)
+    assert [r["step"] for r in log] == list(range(1, 21))
+    colour = [r["code_colour_loss"] for r in log]
+    assert all(value > 0 for value in colour)
+    assert sum(colour[-5:]) < 0.8 * sum(colour[:5]), colour  # the codes learn to carry each patch's colour
 
 
 @needs_fashion_mnist

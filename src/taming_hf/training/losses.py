@@ -143,6 +143,33 @@ class LeCamRegularizer:
         self.decay, self.ema_real, self.ema_fake = state["decay"], state["ema_real"], state["ema_fake"]
 
 
+def code_colour_loss(code_vectors: torch.Tensor, pixel_values: torch.Tensor, ridge: float = 1e-3) -> torch.Tensor:
+    """
+    How badly the codes carry colour: the mean absolute error of the best linear map (ridge least squares, fitted on
+    this batch) from each code vector to the mean colour of the image patch it encodes.
+
+    An autoencoder learns colour directions in order of their share of the data's variance. On images dominated by
+    a few hues (emoji: warm skin, yellow faces, white backgrounds) the encoder never puts the weakest direction,
+    magenta - green, into its codes within a training budget, and the decoder cannot produce what the codes do not
+    carry. This term asks for it directly. It has no parameters (the map is refitted on every batch), so it adds no
+    state to checkpoints and needs no gradient synchronisation of its own.
+
+    Args:
+        code_vectors (`torch.Tensor` of shape `(batch_size, codebook_dim, h, w)`): the encoder's outputs in the
+            codebook's lookup space (`quantize.project(latents)`), with gradients.
+        pixel_values (`torch.Tensor` of shape `(batch_size, channels, H, W)`): the images, H and W multiples of h, w.
+        ridge: the ridge term added to the normal equations' diagonal (keeps the solve well-posed).
+    """
+    batch, dim, height, width = code_vectors.shape
+    targets = F.adaptive_avg_pool2d(pixel_values.float(), (height, width))  # (B, C, h, w) patch means
+    features = code_vectors.float().permute(0, 2, 3, 1).reshape(-1, dim)
+    features = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)  # with a bias column
+    targets = targets.permute(0, 2, 3, 1).reshape(batch * height * width, -1)
+    gram = features.t() @ features + ridge * torch.eye(dim + 1, device=features.device)
+    weights = torch.linalg.solve(gram, features.t() @ targets)
+    return (features @ weights - targets).abs().mean()
+
+
 @dataclass
 class LossOutput:
     """
@@ -188,6 +215,8 @@ class VQGANLoss(nn.Module):
             full strength from `disc_start`, so the generator follows a discriminator that has started learning.
         lecam_weight: weight of the LeCam regulariser in the discriminator loss (0: off, the original).
         lecam_decay: decay of LeCam's moving averages of the logits.
+        code_colour_weight: weight of `code_colour_loss` (0: off, the original); `generator_loss` then needs the
+            encoder's code vectors.
     """
 
     def __init__(
@@ -202,6 +231,7 @@ class VQGANLoss(nn.Module):
         disc_warmup_steps: int = 0,
         lecam_weight: float = 0.0,
         lecam_decay: float = 0.99,
+        code_colour_weight: float = 0.0,
     ):
         super().__init__()
         if disc_loss not in GAN_LOSSES:
@@ -215,10 +245,12 @@ class VQGANLoss(nn.Module):
             ("disc_weight", disc_weight),
             ("disc_factor", disc_factor),
             ("lecam_weight", lecam_weight),
+            ("code_colour_weight", code_colour_weight),
         ):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
         self.pixel_loss = reconstruction_loss
+        self.code_colour_weight = code_colour_weight
         self.perceptual_weight = perceptual_weight
         self.codebook_weight = codebook_weight
         self.disc_weight = disc_weight
@@ -267,18 +299,27 @@ class VQGANLoss(nn.Module):
         global_step: int,
         logits_fake: Optional[torch.Tensor] = None,
         last_layer: Optional[torch.Tensor] = None,
+        code_vectors: Optional[torch.Tensor] = None,
     ) -> LossOutput:
         """
         The autoencoder's loss. `logits_fake` (D applied to `reconstructions`, with gradients)
         and `last_layer` are only needed when `gan_phase(global_step).generator_factor > 0`; before
-        that the adversarial term is 0 and the discriminator need not run. The terms include the fp32 norms
-        of both gradients at the last layer (`grad_norm_rec`, `grad_norm_gan`), whose ratio is the adaptive weight.
+        that the adversarial term is 0 and the discriminator need not run. `code_vectors` (the encoder's outputs in
+        lookup space, `(B, codebook_dim, h, w)`) are needed when `code_colour_weight > 0`. The terms include the fp32
+        norms of both gradients at the last layer (`grad_norm_rec`, `grad_norm_gan`), whose ratio is the adaptive
+        weight.
         """
         rec_loss = self.reconstruction_loss(inputs, reconstructions)
         loss = rec_loss + self.codebook_weight * codebook_loss.float()
         factor = self.gan_phase(global_step).generator_factor
         zero = torch.zeros((), device=loss.device)
         terms = {"rec_loss": rec_loss, "codebook_loss": codebook_loss, "g_loss": zero, "d_weight": zero}
+        if self.code_colour_weight > 0:
+            if code_vectors is None:
+                raise ValueError("generator_loss needs code_vectors when code_colour_weight > 0.")
+            colour_loss = code_colour_loss(code_vectors, inputs)
+            loss = loss + self.code_colour_weight * colour_loss
+            terms["code_colour_loss"] = colour_loss
         if factor > 0:
             if logits_fake is None or last_layer is None:
                 raise ValueError("generator_loss needs logits_fake and last_layer once the discriminator is on.")
