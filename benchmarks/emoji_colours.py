@@ -46,6 +46,12 @@ def parse_args(input_args=None) -> argparse.Namespace:
     parser.add_argument("--split", default="test", choices=["train", "test"], help="Emoji split to measure.")
     parser.add_argument("--max_images", type=int, default=None, help="Only the first N images of the split.")
     parser.add_argument("--batch_size", type=int, default=64, help="Images per forward pass.")
+    parser.add_argument(
+        "--picture",
+        default=None,
+        help="Also save a PNG here: four images from each of the yellow-green, green, blue-purple and magenta-pink "
+        "bins, originals in the first row, then one row per model.",
+    )
     return parser.parse_args(input_args)
 
 
@@ -121,6 +127,22 @@ def reachable_colours(model: VQGANModel, squares: torch.Tensor, steps: int = 200
     return (centre * 255).round().int().tolist()
 
 
+def save_picture(path: str, images: torch.Tensor, rows: List[torch.Tensor]) -> None:
+    """One row of `images`, then one row per tensor of `rows` (all (N, 3, H, W) in [-1, 1]), as a PNG."""
+    grid = torch.cat([torch.cat(list(row), dim=2) for row in [images, *rows]], dim=1)
+    pixels = (to_unit_range(grid) * 255).round().byte().permute(1, 2, 0).numpy()
+    PIL.Image.fromarray(pixels).save(path)
+
+
+def picture_indices(bins: torch.Tensor, per_bin: int = 4) -> List[int]:
+    """Up to `per_bin` images spread over each of the hue bins a warm-dominated tokenizer gets wrong."""
+    chosen = []
+    for name in ("yellow-green", "green", "blue-purple", "magenta-pink"):
+        members = torch.nonzero(bins == HUE_BINS.index(name)).flatten().tolist()
+        chosen += members[:: max(1, len(members) // per_bin)][:per_bin]
+    return chosen
+
+
 def main(args: argparse.Namespace) -> None:
     dataset = load_emoji_dataset(args.split)
     if args.max_images is not None:
@@ -131,15 +153,21 @@ def main(args: argparse.Namespace) -> None:
         0, 3, 1, 2
     )
     squares = flat_squares()
-    figures, flat, probes, reached = {}, {}, {}, {}
+    figures, flat, probes, reached, picture_rows = {}, {}, {}, {}, []
+    shown = picture_indices(bins)
     for path in args.vqgan:
         model = VQGANModel.from_pretrained(path).eval()
-        figures[path] = per_image_figures(images, reconstruct(model, images, args.batch_size), masks)
+        reconstructions = reconstruct(model, images, args.batch_size)
+        figures[path] = per_image_figures(images, reconstructions, masks)
+        picture_rows.append(reconstructions[shown])
         square_out = to_unit_range(reconstruct(model, squares, args.batch_size))[:, :, 24:40, 24:40].mean(dim=(2, 3))
         flat[path] = (square_out * 255).round().int().tolist()
         probes[path] = code_colour_r2(model, images, args.batch_size)
         reached[path] = reachable_colours(model, squares)
 
+    if args.picture:
+        save_picture(args.picture, images[shown], picture_rows)
+        print(f"saved {args.picture}: " + "; ".join(dataset[i]["text"] for i in shown))
     baseline = args.vqgan[0]
     print(f"emoji {args.split} split, {len(images)} images, binned by dominant hue; colour error: RGB distance of the")
     print("mean saturated colour (0-255), lower is better; in brackets: change vs the first model")
