@@ -148,7 +148,7 @@ def code_colour_loss(code_vectors: torch.Tensor, pixel_values: torch.Tensor, rid
     How badly the codes carry colour: the mean absolute error of the best linear map (ridge least squares, fitted on
     this batch) from each code vector to the mean colour of the image patch it encodes.
 
-    An autoencoder learns colour directions in order of their share of the data's variance. On images dominated by
+    An autoencoder learns colour directions roughly in order of their share of the variance. On images dominated by
     a few hues (emoji: warm skin, yellow faces, white backgrounds) the encoder never puts the weakest direction,
     magenta - green, into its codes within a training budget, and the decoder cannot produce what the codes do not
     carry. This term asks for it directly. It has no parameters (the map is refitted on every batch), so it adds no
