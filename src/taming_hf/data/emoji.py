@@ -462,6 +462,13 @@ def dataset_card(dataset: DatasetDict, styles: Sequence[str], resolution: int) -
         "Each tarball is checked against the registry's sha512 integrity (kept in `taming_hf/data/emoji.py`). The "
         "Apple and Facebook image sets of emoji-datasource are left out: they are not openly licensed.",
         "",
+        "Some emoji share one picture, as their sources draw them: territories that fly another flag (Heard & "
+        "McDonald Islands as Australia, Bouvet Island and Svalbard as Norway, Clipperton and St. Martin as France, "
+        "Diego Garcia as the British Indian Ocean Territory, Ceuta & Melilla as Spain, the U.S. Outlying Islands as "
+        "the United States) and the family emoji. One is a defect of emoji-datasource-google@16.0.0: its `flag: Sark` "
+        "(`1f1e8-1f1f6.png`, in `test`) is the Saudi Arabia flag, byte for byte; Twemoji draws Sark's own. The row "
+        "is kept so that figures measured on the split stay comparable; its google image is mislabelled.",
+        "",
         "## Licences and attribution",
         "",
         _ATTRIBUTION,
