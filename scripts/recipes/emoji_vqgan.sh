@@ -14,8 +14,8 @@
 #      SSIM, LPIPS, codebook usage, standard rFID).
 #
 # Usage (from the repository root): bash scripts/recipes/emoji_vqgan.sh [OUTPUT_DIR]
-#   CODE_COLOUR_WEIGHT  --code_colour_loss_weight of stage 1 (default 0: the shipped model; 0.3 brings green, purple
-#                       and pink back, measured in docs/training.md, and is what the next shipped model will use)
+#   CODE_COLOUR_WEIGHT  --code_colour_loss_weight of stage 1 (default 0.3, the shipped model: without it the encoder
+#                       never learns magenta-green and green, purple and pink come back grey; see docs/training.md)
 # Measured: see docs/emoji_vqgan.md. Data: python -m taming_hf.data.emoji builds the dataset (npm);
 # LPIPS and rFID need torchvision's VGG16 and the FID Inception (offline: python -m taming_hf.utils.offline_weights).
 #
@@ -32,7 +32,7 @@ OUT=${1:-emoji-vqgan-run}
 AE_STEPS=${AE_STEPS:-1800}
 FINETUNE_STEPS=${FINETUNE_STEPS:-300}
 COMPARE=${COMPARE:-0}
-CODE_COLOUR_WEIGHT=${CODE_COLOUR_WEIGHT:-0}
+CODE_COLOUR_WEIGHT=${CODE_COLOUR_WEIGHT:-0.3}
 read -r -a EVAL_EXTRA <<< "${EVAL_ARGS:-}"
 # One thread: small convolutions scale badly over threads, and the machine is shared.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
