@@ -42,6 +42,7 @@ from transformers import CLIPModel, CLIPProcessor  # noqa: E402
 
 from taming_hf import TamingPipeline, VQGANCLIPPipeline, VQGANModel, export_frames  # noqa: E402
 from taming_hf.data.emoji import composite_on_white  # noqa: E402
+from taming_hf.pipelines.vqgan_clip.parameterization import nearest_codes  # noqa: E402
 from taming_hf.utils.loading import missing_local_path_message  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -288,9 +289,11 @@ def open_init_image(path: Optional[str], resolution: int) -> Optional[PIL.Image.
 
 
 def preview(pipe: VQGANCLIPPipeline, latents: torch.Tensor) -> PIL.Image.Image:
-    """The image the VQGAN decodes from the optimised latents' nearest codes (what the next step starts from)."""
+    """The image the VQGAN decodes from the optimised latents' nearest codes (what the next step starts from).
+    The pipeline optimises in the VQGAN's code-vector space (`get_code_vectors()`), not in its encoder's latent
+    space: the two differ when codes are looked up in fewer dimensions (`codebook_dim`), as in the emoji VQGAN."""
     with torch.no_grad():
-        indices = pipe.vqgan.quantize.nearest_indices(latents[:1])
+        indices = nearest_codes(latents[:1], pipe.vqgan.get_code_vectors())
         return pipe.image_processor.postprocess(pipe.vqgan.decode_indices(indices))[0]
 
 

@@ -29,6 +29,7 @@ from gradio.data_classes import ImageData  # noqa: E402
 from test_pipeline import NUM_CLASSES, make_pipeline  # noqa: E402
 from test_text_pipeline import make_text_pipeline  # noqa: E402
 from test_vqgan_clip_pipeline import make_pipeline as make_vqgan_clip_pipeline  # noqa: E402
+from test_vqgan_clip_pipeline import tiny_vqgan  # noqa: E402
 from text_fixtures import tiny_clip, tiny_clip_tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,10 @@ def text_pipe(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vqgan_clip_pipe(tmp_path_factory):
-    return make_vqgan_clip_pipeline(tiny_clip_tokenizer(tmp_path_factory.mktemp("clip-tokenizer")))
+    # Codes looked up in fewer, l2-normalised dimensions than the latents, as in the shipped emoji VQGAN: the
+    # pipeline's latents live in code space, which the streamed previews must decode from.
+    vqgan = tiny_vqgan(codebook_dim=2, normalize_codes=True)
+    return make_vqgan_clip_pipeline(tiny_clip_tokenizer(tmp_path_factory.mktemp("clip-tokenizer")), vqgan=vqgan)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import PIL.Image
@@ -44,8 +45,8 @@ def tokenizer(tmp_path_factory) -> CLIPTokenizer:
     return tiny_clip_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
-def make_pipeline(tokenizer, **kwargs) -> VQGANCLIPPipeline:
-    pipe = VQGANCLIPPipeline(tiny_vqgan(), *tiny_clip(tokenizer, **CLIP_SIZES), **kwargs)
+def make_pipeline(tokenizer, vqgan: Optional[VQGANModel] = None, **kwargs) -> VQGANCLIPPipeline:
+    pipe = VQGANCLIPPipeline(vqgan or tiny_vqgan(), *tiny_clip(tokenizer, **CLIP_SIZES), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
