@@ -307,3 +307,19 @@ def test_missing_model_folder_is_a_usage_error(tmp_path, capsys):
     assert f"--text_pipeline {str(missing)!r} is neither an existing folder nor a valid Hub repo id" in (
         capsys.readouterr().err
     )
+
+
+def test_vqgan_clip_streams_with_the_shipped_models():
+    """The app's own VQGAN+CLIP pipeline over the shipped emoji VQGAN and CLIP: streamed previews and the result are
+    the pipeline's images (the shipped VQGAN looks codes up in 8 of its 32 latent dimensions)."""
+    pipe = demo.load_pipelines(demo.parse_args(["--device", "cpu"])).vqgan_clip
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vqgan.config.codebook_dim == 8 and pipe.vqgan.config.embed_dim == 32
+    updates = list(demo.run_vqgan_clip(pipe, "red heart", None, 0.0, 2, 0, 2))
+    expected = pipe("red heart", num_inference_steps=2, cutn=2, generator=seeded(0))
+    assert len(updates) == 3 and [status.split(",")[0] for _, _, status in updates[:2]] == ["Step 1/2", "Step 2/2"]
+    assert all(frame.size == (64, 64) for frame, _, _ in updates)
+    assert same_pixels(updates[2][0], expected.images[0])
+    # The last preview decodes the same codes from their indices, the result from their vectors: rounding apart, equal.
+    last_preview, result = (np.asarray(image, dtype=np.int16) for image in (updates[1][0], expected.images[0]))
+    assert np.abs(last_preview - result).max() <= 1
