@@ -8,7 +8,8 @@
 # Validation loss is measured on the test split, whose emoji the prior never sees.
 #
 # Usage (from the repository root): bash scripts/recipes/emoji_text.sh [OUTPUT_DIR]
-#   PRIOR_STEPS   optimizer steps of batch 32 (default 1200: 44 min on a shared 2-core CPU, one thread)
+#   PRIOR_STEPS   optimizer steps of batch 32 (default 1200: 19 min on this 2-core CPU, two threads, nothing
+#                 else running; 44 min on one thread of a shared one)
 #   VQGAN         the emoji VQGAN (default pretrained/emoji-vqgan)
 #   PRIOR_ARGS    extra train_transformer.py flags, e.g. a longer run that extends this one:
 #                 PRIOR_STEPS=6000 PRIOR_ARGS="--resume_from_checkpoint latest" bash scripts/recipes/emoji_text.sh
