@@ -19,9 +19,9 @@ TRAINING_CAPTIONS = [
     "ghost", "Christmas tree", "hamburger", "red apple", "watermelon", "four leaf clover", "blue heart",
     "soccer ball", "pile of poo", "penguin",
 ]  # fmt: skip
-# Measured: 7 (red heart, dog face, banana, Christmas tree, four leaf clover, blue heart, penguin); the prior over
-# the VQGAN before the colour fix: 5, none of them green.
-MIN_RECOGNISED = 5
+# Measured: 10 (red heart, grinning face, thumbs up, rocket, snowman, fire, watermelon, four leaf clover, blue heart,
+# penguin); the same prior at 1,200 steps: 7; the one over the VQGAN before the colour fix: 5, none of them green.
+MIN_RECOGNISED = 7
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_shipped_text_pipeline_files_stay_small():
 
 def test_shipped_text_pipeline_samples_recognisable_training_emoji(pipe):
     """Best of 8 by the shipped guide CLIP, the independent judge CLIP ranks a sample's own caption first among the
-    20 captions for 7 of them at seed 0 (chance: 1 of 20; the judge's figures: docs/text_to_image.md)."""
+    20 captions for 10 of them at seed 0 (chance: 1 of 20; the judge's figures: docs/text_to_image.md)."""
     guide, guide_processor = CLIPModel.from_pretrained(GUIDE_CLIP).eval(), CLIPProcessor.from_pretrained(GUIDE_CLIP)
     generator = torch.Generator().manual_seed(0)
     images = pipe(
